@@ -1,0 +1,199 @@
+"""Build the pmg-mini emoji-art data set from packages installable offline.
+
+Sources (installed, never committed):
+  * Noto Color Emoji  - Debian ``fonts-noto-color-emoji`` (OFL-1.1)
+  * Twemoji           - npm ``@twemoji/svg@15.0.0``        (art CC-BY-4.0)
+  * OpenMoji          - npm ``openmoji@17.0.0``            (CC-BY-SA-4.0)
+  * names and tags    - npm ``emojibase-data@17.0.0``      (MIT)
+
+Output folder (``--out``):
+  images.npy      (N, 64, 64, 3) uint8, RGB on white
+  meta.jsonl      one JSON object per image: hexcode, emoji, label, tags, group, subgroup, style, split
+  ATTRIBUTION.md  the sources and their licences
+  summary.json    counts per style, group and split
+
+Deterministic: sorted concept order, a fixed seed for the held-out split.
+
+    python -m training.pmg_mini.build_data --out data/pmg-mini
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+NOTO_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+NPM_PACKAGES = {
+    "openmoji": "openmoji@17.0.0",
+    "twemoji": "@twemoji/svg@15.0.0",
+    "emojibase": "emojibase-data@17.0.0",
+}
+STYLES = ("noto", "twemoji", "openmoji")
+SKIP_GROUPS = {"component", "flags"}
+SIZE = 64
+HELDOUT_FRACTION = 0.08
+
+ATTRIBUTION = """# pmg-mini training data: sources and licences
+
+| style | source | licence |
+|---|---|---|
+| noto | Noto Color Emoji, Debian package `fonts-noto-color-emoji` (Google) | SIL Open Font License 1.1 |
+| twemoji | Twemoji SVGs, npm `@twemoji/svg@15.0.0` (Twitter, Inc and other contributors; jdecked/twemoji) | graphics CC-BY-4.0 |
+| openmoji | OpenMoji SVGs, npm `openmoji@17.0.0` (HfG Schwaebisch Gmuend) | CC-BY-SA-4.0 |
+| names, tags | npm `emojibase-data@17.0.0` (Miles Johnson), CLDR annotations | MIT (data: Unicode licence) |
+
+The images are rasterised copies of that art; the trained weights are derived from it. Attribute
+the art sets when you publish images made with pmg-mini.
+"""
+
+
+def fetch_npm(cache: Path) -> dict[str, Path]:
+    """``npm pack`` each source into ``cache`` (once) and unpack it; returns package roots."""
+    cache.mkdir(parents=True, exist_ok=True)
+    roots = {}
+    for key, spec in NPM_PACKAGES.items():
+        root = cache / key
+        if not (root / "package" / "package.json").exists():
+            tgz = list(cache.glob(f"*{spec.split('@')[-2].split('/')[-1]}-*.tgz"))
+            if not tgz:
+                print(f"npm pack {spec}", file=sys.stderr)
+                subprocess.run(["npm", "pack", spec, "--silent"], cwd=cache, check=True, stdout=subprocess.DEVNULL)
+                tgz = list(cache.glob(f"*{spec.split('@')[-2].split('/')[-1]}-*.tgz"))
+            root.mkdir(exist_ok=True)
+            with tarfile.open(tgz[0]) as tf:
+                tf.extractall(root, filter="data")
+        roots[key] = root / "package"
+    return roots
+
+
+def on_white(img: Image.Image, size: int = SIZE) -> np.ndarray:
+    """Crop to the drawn pixels, pad to a centred square, composite on white, resize."""
+    img = img.convert("RGBA")
+    bbox = img.getchannel("A").getbbox()
+    if bbox is None:
+        raise ValueError("empty image")
+    img = img.crop(bbox)
+    side = int(max(img.size) * 1.06) + 2
+    canvas = Image.new("RGBA", (side, side), (255, 255, 255, 0))
+    canvas.paste(img, ((side - img.width) // 2, (side - img.height) // 2))
+    white = Image.new("RGBA", canvas.size, (255, 255, 255, 255))
+    out = Image.alpha_composite(white, canvas).convert("RGB").resize((size, size), Image.LANCZOS)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def render_noto(font: ImageFont.FreeTypeFont, emoji: str) -> Image.Image | None:
+    canvas = Image.new("RGBA", (160, 160), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).text((8, 8), emoji, font=font, embedded_color=True)
+    if canvas.getchannel("A").getbbox() is None:
+        return None
+    # A glyph the font lacks is drawn as two or more side-by-side glyphs (wider than tall).
+    x0, y0, x1, y1 = canvas.getchannel("A").getbbox()
+    if (x1 - x0) > 1.4 * (y1 - y0):
+        return None
+    return canvas
+
+
+def render_svg(path: Path) -> Image.Image | None:
+    import cairosvg
+
+    if not path.exists():
+        return None
+    png = cairosvg.svg2png(url=str(path), output_width=256, output_height=256)
+    return Image.open(io.BytesIO(png))
+
+
+def svg_paths(hexcode: str, roots: dict[str, Path]) -> dict[str, list[Path]]:
+    lower = hexcode.lower()
+    stripped = "-".join(p for p in lower.split("-") if p != "fe0f")
+    return {
+        "twemoji": [roots["twemoji"] / f"{stripped}.svg", roots["twemoji"] / f"{lower}.svg"],
+        "openmoji": [roots["openmoji"] / "color" / "svg" / f"{hexcode}.svg"],
+    }
+
+
+def heldout(hexcode: str, style: str, seed: int) -> bool:
+    h = hashlib.sha256(f"{seed}:{hexcode}:{style}".encode()).digest()
+    return int.from_bytes(h[:4], "little") / 2**32 < HELDOUT_FRACTION
+
+
+def build(out: Path, cache: Path, seed: int = 0) -> dict:
+    if not NOTO_FONT.exists():
+        raise SystemExit(f"{NOTO_FONT} is missing: run `apt-get install fonts-noto-color-emoji` first")
+    roots = fetch_npm(cache)
+    twemoji_dir = next(p.parent for p in roots["twemoji"].rglob("1f600.svg"))
+    roots["twemoji"] = twemoji_dir
+    messages = json.loads((roots["emojibase"] / "en" / "messages.json").read_text())
+    groups = {g["order"]: g["key"] for g in messages["groups"]}
+    subgroups = {g["order"]: g["key"] for g in messages["subgroups"]}
+    data = json.loads((roots["emojibase"] / "en" / "data.json").read_text())
+    data = [e for e in data if e.get("group") is not None and groups[e["group"]] not in SKIP_GROUPS]
+    data.sort(key=lambda e: (e["group"], e.get("subgroup", 0), e.get("order", 0), e["hexcode"]))
+
+    font = ImageFont.truetype(str(NOTO_FONT), 109)
+    images, meta = [], []
+    from tqdm import tqdm
+
+    for e in tqdm(data, desc="rendering", unit="emoji"):
+        renders = {"noto": render_noto(font, e["emoji"])}
+        for style, paths in svg_paths(e["hexcode"], roots).items():
+            renders[style] = next((r for p in paths if (r := render_svg(p)) is not None), None)
+        for style in STYLES:
+            if renders[style] is None:
+                continue
+            try:
+                arr = on_white(renders[style])
+            except ValueError:
+                continue
+            images.append(arr)
+            meta.append(
+                {
+                    "hexcode": e["hexcode"],
+                    "emoji": e["emoji"],
+                    "label": e["label"],
+                    "tags": [t for t in e.get("tags", []) if t.lower() != e["label"].lower()],
+                    "group": groups[e["group"]],
+                    "subgroup": subgroups.get(e.get("subgroup"), ""),
+                    "style": style,
+                    "split": "heldout" if heldout(e["hexcode"], style, seed) else "train",
+                }
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "images.npy", np.stack(images))
+    with open(out / "meta.jsonl", "w") as f:
+        for m in meta:
+            f.write(json.dumps(m, ensure_ascii=False) + "\n")
+    (out / "ATTRIBUTION.md").write_text(ATTRIBUTION)
+    summary = {
+        "images": len(meta),
+        "concepts": len({m["hexcode"] for m in meta}),
+        "per_style": dict(collections.Counter(m["style"] for m in meta)),
+        "per_group": dict(collections.Counter(m["group"] for m in meta)),
+        "per_split": dict(collections.Counter(m["split"] for m in meta)),
+        "size": SIZE,
+        "seed": seed,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("data/pmg-mini"))
+    ap.add_argument("--cache", type=Path, default=Path(".cache/npm"), help="where npm tarballs are unpacked")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    print(json.dumps(build(args.out, args.cache, args.seed), indent=2))
+
+
+if __name__ == "__main__":
+    main()
