@@ -1,0 +1,189 @@
+"""Train pmg-mini's scorer/tagger (mini-CLIP) contrastively against frozen MiniLM sentence features.
+
+Each image has a fixed set of caption variants (label, label + style, style alone, tags...); their
+MiniLM features are computed once. Captions with identical text in a batch count as positives of
+every image they describe (so "twemoji style" does not fight itself).
+
+    python -m training.pmg_mini.train_scorer --data data/pmg-mini --run runs/scorer --steps 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pmg.scoring.mini_clip import MiniCLIP, MiniCLIPConfig, mean_pool
+from pmg.generation.text_encoders import load_minilm
+from training.pmg_mini.train_generator import load_data, read_threads
+
+
+@dataclass
+class ScorerConfig:
+    data: str = "data/pmg-mini"
+    run: str = "runs/scorer"
+    steps: int = 2500
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    width: int = 48
+    seed: int = 0
+    threads: int = 1
+    log_every: int = 50
+    ckpt_every: int = 250
+
+
+def caption_variants(m: dict) -> list[str]:
+    tags = m["tags"][:3]
+    style = f"{m['style']} style"
+    out = [m["label"], f"{m['label']}, {style}", style, ", ".join([m["label"], *tags, style])]
+    if tags:
+        out.append(", ".join(tags))
+    return out
+
+
+@torch.no_grad()
+def sentence_features(tokenizer, encoder, texts: list[str], batch: int = 256) -> torch.Tensor:
+    feats = []
+    for i in range(0, len(texts), batch):
+        tok = tokenizer(texts[i : i + batch], padding=True, truncation=True, max_length=64, return_tensors="pt")
+        states = encoder(**tok).last_hidden_state
+        feats.append(mean_pool(states, tok["attention_mask"]))
+    return torch.cat(feats)
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Small shifts, blur and noise: generated images are softer than the art they imitate."""
+    b = x.shape[0]
+    pad = F.pad(x, (2, 2, 2, 2), value=1.0)
+    dx, dy = torch.randint(0, 5, (2,), generator=gen).tolist()
+    x = pad[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
+    blur = torch.rand(b, 1, 1, 1, generator=gen) < 0.3
+    soft = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+    x = torch.where(blur, 0.5 * x + 0.5 * soft, x)
+    noise = (torch.rand(b, 1, 1, 1, generator=gen) < 0.3) * 0.08
+    return (x + noise * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
+
+
+def clip_loss(img: torch.Tensor, txt: torch.Tensor, same_text: torch.Tensor, scale: torch.Tensor):
+    """Symmetric InfoNCE with multi-positives: ``same_text[i, j]`` marks caption j as true for image i."""
+    logits = scale.exp().clamp(max=100) * img @ txt.T
+    target = same_text.float() / same_text.float().sum(1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target.T))
+
+
+@torch.no_grad()
+def retrieval_top5(model, x, metas, tokenizer, encoder) -> dict:
+    """Held-out images against the labels of all held-out concepts, and against the 3 styles."""
+    labels = sorted({m["label"] for m in metas})
+    lf = model.encode_text_features(sentence_features(tokenizer, encoder, labels))
+    styles = ["noto style", "twemoji style", "openmoji style"]
+    sf = model.encode_text_features(sentence_features(tokenizer, encoder, styles))
+    im = model.encode_image(x)
+    top5 = (im @ lf.T).topk(5, dim=1).indices
+    want = torch.tensor([labels.index(m["label"]) for m in metas])
+    style_pred = (im @ sf.T).argmax(1)
+    style_want = torch.tensor([styles.index(f"{m['style']} style") for m in metas])
+    return {
+        "label_top5": (top5 == want[:, None]).any(1).float().mean().item(),
+        "label_top1": (top5[:, 0] == want).float().mean().item(),
+        "style_acc": (style_pred == style_want).float().mean().item(),
+        "n_images": len(metas),
+        "n_labels": len(labels),
+    }
+
+
+def train(cfg: ScorerConfig) -> None:
+    run = Path(cfg.run)
+    run.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(read_threads(run, cfg.threads))
+    torch.manual_seed(cfg.seed)
+    x, metas = load_data(cfg.data, 32, "train")
+    xv, mv = load_data(cfg.data, 32, "heldout")
+    tokenizer, encoder = load_minilm()
+    variants = [caption_variants(m) for m in metas]
+    texts = sorted({t for v in variants for t in v})
+    text_id = {t: i for i, t in enumerate(texts)}
+    feats_path = run / "text_features.pt"
+    if feats_path.exists():
+        feats = torch.load(feats_path)
+    else:
+        print(f"encoding {len(texts)} captions")
+        feats = sentence_features(tokenizer, encoder, texts)
+        torch.save(feats, feats_path)
+    var_ids = [[text_id[t] for t in v] for v in variants]
+
+    model = MiniCLIP(MiniCLIPConfig(width=cfg.width))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=max(0.05, 2 / cfg.steps))
+    gen, step = torch.Generator().manual_seed(cfg.seed), 0
+    ckpt_path = run / "ckpt.pt"
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"]), sched.load_state_dict(ck["sched"])
+        step = ck["step"]
+        gen.set_state(ck["rng"])
+        print(f"resumed at step {step}")
+    print(f"{len(x)} images, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    log_f = open(run / "log.csv", "a", newline="")
+    log = csv.writer(log_f)
+    if log_f.tell() == 0:
+        log.writerow(["step", "loss", "sec_per_step", "time"])
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=step, unit="step", mininterval=30)
+    t0, losses = time.time(), []
+    while step < cfg.steps:
+        idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen)
+        pick = torch.randint(0, 1000, (cfg.batch_size,), generator=gen)
+        tids = torch.tensor([var_ids[i][p % len(var_ids[i])] for i, p in zip(idx.tolist(), pick.tolist())])
+        # caption j is true for image i if it is one of image i's variants
+        sets = [set(var_ids[i]) for i in idx.tolist()]
+        same = torch.tensor([[t in s for t in tids.tolist()] for s in sets])
+        img = model.encode_image(augment(x[idx], gen))
+        txt = model.encode_text_features(feats[tids])
+        loss = clip_loss(img, txt, same, model.logit_scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+        if step % cfg.log_every == 0:
+            dt = (time.time() - t0) / len(losses)
+            log.writerow([step, f"{np.mean(losses):.4f}", f"{dt:.3f}", int(time.time())])
+            log_f.flush()
+            bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+            t0, losses = time.time(), []
+        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            tmp = ckpt_path.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "rng": gen.get_state()}, tmp)
+            os.replace(tmp, ckpt_path)
+    bar.close()
+    model.eval()
+    metrics = retrieval_top5(model, xv, mv, tokenizer, encoder)
+    print(json.dumps(metrics, indent=2))
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    model.save_pretrained(run / "export" / "scorer")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(ScorerConfig):
+        kind = {int: int, float: float}.get(type(f.default), str)
+        ap.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
+    train(ScorerConfig(**vars(ap.parse_args())))
+
+
+if __name__ == "__main__":
+    main()
