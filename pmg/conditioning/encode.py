@@ -34,7 +34,8 @@ def _special_ids(tokenizer) -> tuple[int | None, int | None, int]:
 
 
 def _token_ids(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"]
+    # verbose=False: the "longer than the maximum sequence length" warning does not apply to chunking
+    return tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
 
 
 def count_chunks(tokenizer, text: str, max_length: int) -> int:

@@ -1,0 +1,34 @@
+"""LLM backends behind one interface (``pmg.llm.base.LLM``); ``load_llm`` picks one from a spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pmg.llm.base import LLM, ChatRequest
+
+__all__ = ["LLM", "ChatRequest", "load_llm"]
+
+
+def load_llm(spec: str = "smollm2", *, backend: str = "auto", threads: int = 2, model_name: str = "default") -> LLM:
+    """'smollm2', a model folder, a .gguf file, or an http(s) URL of an OpenAI-compatible server.
+
+    backend: 'auto' (HTTP for URLs, else transformers), 'transformers', 'llamacpp' or 'openai'.
+    """
+    from pmg.errors import ModelLoadError
+    from pmg.registry import resolve_llm
+
+    target = resolve_llm(spec)
+    if backend not in ("auto", "transformers", "llamacpp", "openai"):
+        raise ModelLoadError(f"unknown LLM backend {backend!r} (auto, transformers, llamacpp, openai)")
+    if isinstance(target, str) or backend == "openai":
+        from pmg.llm.openai_http import OpenAIChatLLM
+
+        return OpenAIChatLLM(str(target), model=model_name)
+    if backend == "llamacpp":
+        from pmg.llm.llamacpp import LlamaCppLLM
+
+        return LlamaCppLLM(target, n_threads=threads)
+    from pmg.llm.transformers_llm import TransformersLLM
+
+    name = spec if spec == "smollm2" else Path(target).name
+    return TransformersLLM(target, name=name)

@@ -1,0 +1,171 @@
+"""The whole PMG pipeline in a few lines.
+
+    from pmg.api import PMG, GenerationConfig
+    from pmg.behaviours.schema import load_user
+
+    pmg = PMG.from_names()                      # SmolLM2 + pmg-mini generator and scorer, offline
+    result = pmg.generate(load_user("examples/users/cat_lover.json"), GenerationConfig(seed=0))
+    result.best_image.save("best.png")
+
+``PMG`` only wires components that are passed in (keyword extractor, generator pipeline, scorer);
+``from_names`` builds them from names or local folders.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from pmg.behaviours.schema import UserBehaviours
+from pmg.conditioning.weighting import DEFAULT_GRID, normalize_weights
+from pmg.keywords.extract import KeywordExtractor, KeywordResult
+from pmg.scoring.select import select_best, similarity_scores, z_scores
+
+__all__ = ["GenerationConfig", "Candidate", "PMGResult", "PMG", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("PMG_CACHE_DIR", Path.home() / ".cache" / "pmg"))
+
+
+@dataclass
+class GenerationConfig:
+    seed: int = 0
+    alpha: float = 0.5
+    weights: tuple[tuple[float, float], ...] = DEFAULT_GRID
+    num_inference_steps: int = 20
+    guidance_scale: float = 4.0
+    negative_prompt: str = ""
+    use_keywords: bool = True  # False: the paper's "without keywords" ablation
+    use_soft: bool = True  # False: the paper's "without soft embeddings" ablation
+
+    def __post_init__(self):
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.num_inference_steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.num_inference_steps}")
+        for wp, wt in self.weights:
+            normalize_weights(wp, wt)
+
+
+@dataclass
+class Candidate:
+    w_p: float
+    w_t: float
+    d_p: float | None
+    d_t: float
+    z: float
+    image: Image.Image
+
+
+@dataclass
+class PMGResult:
+    user_id: str
+    scenario: str
+    keywords: KeywordResult
+    candidates: list[Candidate]
+    best: int
+    config: GenerationConfig
+    timings: dict[str, float]
+    models: dict[str, str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def best_image(self) -> Image.Image:
+        return self.candidates[self.best].image
+
+
+class PMG:
+    def __init__(self, extractor: KeywordExtractor, generator, scorer, soft=None):
+        self.extractor, self.generator, self.scorer, self.soft = extractor, generator, scorer, soft
+
+    @classmethod
+    def from_names(
+        cls,
+        llm: str = "smollm2",
+        generator: str = "pmg-mini",
+        scorer: str = "pmg-mini",
+        captioner: str | None = "tagger",
+        *,
+        llm_backend: str = "auto",
+        llm_model_name: str = "default",
+        scheduler: str | None = None,
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
+        allow_instructions: bool = False,
+    ) -> "PMG":
+        from pmg.captioning.base import TaggerCaptioner, TransformersCaptioner
+        from pmg.generation.loading import load_generator
+        from pmg.io.cache import JsonCache
+        from pmg.llm import load_llm
+        from pmg.scoring.scorers import load_scorer
+
+        if threads:
+            torch.set_num_threads(threads)
+        scorer_obj = load_scorer(scorer)
+        if captioner in (None, "none"):
+            cap = None
+        elif captioner == "tagger":
+            from pmg.captioning.vocabulary import default_vocabulary
+
+            cap = TaggerCaptioner(scorer_obj, default_vocabulary())
+        else:
+            cap = TransformersCaptioner(captioner)
+        cache = JsonCache(cache_dir) if cache_dir else None
+        llm_obj = load_llm(llm, backend=llm_backend, threads=threads or 2, model_name=llm_model_name)
+        extractor = KeywordExtractor(llm_obj, captioner=cap, cache=cache, allow_instructions=allow_instructions)
+        return cls(extractor, load_generator(generator, scheduler=scheduler), scorer_obj)
+
+    def keywords(self, user: UserBehaviours) -> KeywordResult:
+        return self.extractor(user)
+
+    def generate(self, user: UserBehaviours, config: GenerationConfig | None = None, *, keywords: KeywordResult | None = None,
+                 callback=None) -> PMGResult:
+        config = config or GenerationConfig()
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        kw = keywords or self.extractor(user)
+        timings["keywords_s"] = time.perf_counter() - t0
+        warnings = list(kw.warnings)
+        pref = kw.preference if config.use_keywords else []
+        soft = None
+        if self.soft is not None and config.use_soft:
+            t0 = time.perf_counter()
+            soft = self.soft.embed(user)
+            timings["soft_embeddings_s"] = time.perf_counter() - t0
+        if not pref and soft is None:
+            weights = [(0.0, 1.0)]  # nothing to weigh against: one target-only candidate
+            if kw.preference and not config.use_keywords:
+                warnings.append("keywords disabled (--no-keywords): target-only generation")
+        else:
+            weights = list(config.weights)
+        t0 = time.perf_counter()
+        gen = torch.Generator().manual_seed(config.seed)
+        out = self.generator(
+            kw.target, pref or None, weights=weights, soft_embeds=soft, negative_prompt=config.negative_prompt,
+            num_inference_steps=config.num_inference_steps, guidance_scale=config.guidance_scale, generator=gen,
+            callback=callback,
+        )
+        timings["generation_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        img = self.scorer.embed_images(out.images)
+        texts = [", ".join(kw.target)] + ([", ".join(kw.preference)] if kw.preference else [])
+        txt = self.scorer.embed_texts(texts)
+        d_p, d_t = similarity_scores(img, txt[1] if kw.preference else None, txt[0])
+        z = z_scores(d_p, d_t, config.alpha)
+        best = select_best(z)
+        timings["scoring_s"] = time.perf_counter() - t0
+        cands = [
+            Candidate(w_p=wp, w_t=wt, d_p=None if d_p is None else float(d_p[i]), d_t=float(d_t[i]), z=float(z[i]), image=im)
+            for i, ((wp, wt), im) in enumerate(zip(out.weights, out.images))
+        ]
+        models = {"llm": kw.model, "generator": self.generator.name, "scorer": self.scorer.name}
+        if self.soft is not None:
+            models["soft"] = self.soft.name
+        return PMGResult(user.user_id, user.scenario.value, kw, cands, best, config, timings, models, warnings)

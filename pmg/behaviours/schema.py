@@ -1,0 +1,195 @@
+"""The input: one user's behaviours and a target, as JSON or Python objects (pydantic at the boundary).
+
+    {
+      "user_id": "u1",
+      "scenario": "emoticon",                      # clothing | movie | emoticon
+      "history": [{"title": "grinning cat", "text": "...", "image": "img/cat.png",
+                   "attributes": {"style": "twemoji"}}],
+      "conversations": ["I love my cat so much"],
+      "target": {"message": "I'm so happy today!"}  # or {"item": {...}} for clothing / movie
+    }
+
+Image paths are relative to the JSON file. Errors name the bad field (``history[2].image``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pmg.errors import InputError
+
+__all__ = ["Scenario", "Item", "Target", "UserBehaviours", "load_user", "MAX_TEXT_CHARS", "MAX_TITLE_CHARS"]
+
+MAX_TITLE_CHARS = 300
+MAX_TEXT_CHARS = 20_000  # a long plot synopsis fits; a pasted book does not
+MAX_HISTORY = 1_000
+MAX_ATTRIBUTES = 30
+
+# Phrases that address the model instead of describing an item. Matched case-insensitively.
+INSTRUCTION_PATTERNS = [
+    r"\bignore\s+(all\s+|any\s+)?(the\s+)?(previous|prior|above|earlier)\s+(instructions?|prompts?|messages?)",
+    r"\bdisregard\s+(all\s+|the\s+)?(previous|prior|above)",
+    r"\bforget\s+(all\s+|everything\s+)?(previous|prior|above|you were told)",
+    r"###\s*(human|assistant|system|principle)\s*:",
+    r"<\|?(im_start|im_end|system|user|assistant|endoftext)\|?>",
+    r"\[/?INST\]",
+    r"\byou\s+are\s+now\s+(a|an|the)\b",
+    r"\bnew\s+instructions?\s*:",
+    r"^\s*(system|assistant)\s*:",
+]
+_INSTRUCTION_RE = re.compile("|".join(INSTRUCTION_PATTERNS), re.IGNORECASE | re.MULTILINE)
+
+
+class Scenario(str, Enum):
+    clothing = "clothing"
+    movie = "movie"
+    emoticon = "emoticon"
+
+
+def find_instruction(text: str) -> str | None:
+    """The first phrase in ``text`` that tries to instruct the LLM, or None."""
+    m = _INSTRUCTION_RE.search(text or "")
+    return m.group(0) if m else None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Item(_Strict):
+    title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
+    text: str = Field(default="", max_length=MAX_TEXT_CHARS)
+    image: Optional[Path] = None
+    attributes: dict[str, str] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
+
+    @field_validator("attributes")
+    @classmethod
+    def _short_attributes(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            if len(k) > 50 or len(val) > 300:
+                raise ValueError(f"attribute {k[:50]!r} is too long (keys 50, values 300 characters at most)")
+        return v
+
+
+class Target(_Strict):
+    item: Optional[Item] = None
+    message: Optional[str] = Field(default=None, max_length=2_000)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "Target":
+        if self.item is None and not self.message:
+            raise ValueError("the target needs an 'item' (clothing, movie) or a 'message' (emoticon)")
+        return self
+
+
+class UserBehaviours(_Strict):
+    user_id: str = Field(default="user", min_length=1, max_length=200)
+    scenario: Scenario
+    history: list[Item] = Field(default_factory=list, max_length=MAX_HISTORY)
+    conversations: list[str] = Field(default_factory=list, max_length=MAX_HISTORY)
+    target: Target
+
+    @field_validator("conversations")
+    @classmethod
+    def _short_conversations(cls, v: list[str]) -> list[str]:
+        for i, c in enumerate(v):
+            if len(c) > MAX_TEXT_CHARS:
+                raise ValueError(f"conversation {i} has {len(c)} characters; at most {MAX_TEXT_CHARS}")
+        return v
+
+    def recent(self, n_items: int = 10, n_conversations: int = 1) -> "UserBehaviours":
+        """The paper's window: the last n history items and the last m conversations."""
+        return self.model_copy(
+            update={
+                "history": self.history[-n_items:] if n_items else [],
+                "conversations": self.conversations[-n_conversations:] if n_conversations else [],
+            }
+        )
+
+    def instruction_fields(self) -> list[tuple[str, str]]:
+        """(field, phrase) for every text field that tries to instruct the LLM."""
+        found = []
+        fields = []
+        for i, it in enumerate(self.history):
+            fields += [(f"history[{i}].title", it.title), (f"history[{i}].text", it.text)]
+            fields += [(f"history[{i}].attributes.{k}", v) for k, v in it.attributes.items()]
+        fields += [(f"conversations[{i}]", c) for i, c in enumerate(self.conversations)]
+        if self.target.item:
+            fields += [("target.item.title", self.target.item.title), ("target.item.text", self.target.item.text)]
+        if self.target.message:
+            fields.append(("target.message", self.target.message))
+        for name, text in fields:
+            if (phrase := find_instruction(text)) is not None:
+                found.append((name, phrase))
+        return found
+
+
+def _loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} problem(s) in the behaviours file:"]
+    for e in err.errors():
+        got = e.get("input")
+        shown = "" if isinstance(got, (dict, list)) else f" (got {str(got)[:60]!r})"
+        lines.append(f"  - {_loc(e['loc'])}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def parse_user(data: dict, base_dir: Path | None = None, source: str = "<input>") -> UserBehaviours:
+    """Validate a dict; resolve image paths against ``base_dir`` and check they are images."""
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a JSON object at the top level, got {type(data).__name__}")
+    try:
+        user = UserBehaviours.model_validate(data)
+    except ValidationError as err:
+        raise InputError(format_validation_error(err, source)) from None
+    items = [(f"history[{i}]", it) for i, it in enumerate(user.history)]
+    if user.target.item:
+        items.append(("target.item", user.target.item))
+    for name, it in items:
+        if it.image is not None:
+            path = it.image if it.image.is_absolute() or base_dir is None else base_dir / it.image
+            it.image = path
+            _check_image(path, f"{source}: {name}.image")
+    if user.scenario != Scenario.emoticon and user.target.item is None:
+        raise InputError(f"{source}: target.item is required for the {user.scenario.value} scenario")
+    return user
+
+
+def _check_image(path: Path, where: str) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise InputError(f"{where}: file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise InputError(f"{where}: {path} is not a readable image ({e.__class__.__name__})") from None
+
+
+def load_user(path: str | Path) -> UserBehaviours:
+    """Read and validate a behaviours JSON file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"behaviours file not found: {path}")
+    if path.stat().st_size > 20 * 1024 * 1024:
+        raise InputError(f"{path}: {path.stat().st_size} bytes is too large for a behaviours file (20 MB at most)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    return parse_user(data, base_dir=path.parent, source=str(path))

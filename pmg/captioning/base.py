@@ -1,0 +1,57 @@
+"""Captioners turn item images into text (the paper's BLIP-2 step).
+
+* ``TransformersCaptioner``: any transformers image-to-text model folder (BLIP, GIT, ...).
+* ``TaggerCaptioner``: ranks a keyword vocabulary with a ``Scorer`` (pmg-mini's mini-CLIP, or CLIP)
+  and returns the best keywords: the offline default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from PIL import Image
+
+from pmg.errors import ModelLoadError
+
+__all__ = ["Captioner", "TransformersCaptioner", "TaggerCaptioner"]
+
+
+@runtime_checkable
+class Captioner(Protocol):
+    name: str
+
+    def caption(self, images: list[Image.Image]) -> list[str]: ...
+
+
+class TransformersCaptioner:
+    def __init__(self, path: str | Path, max_new_tokens: int = 30):
+        from transformers import pipeline
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"not a transformers captioning model folder (no config.json): {path}")
+        self.pipe = pipeline("image-to-text", model=str(path))
+        self.name, self.max_new_tokens = path.name, max_new_tokens
+
+    def caption(self, images: list[Image.Image]) -> list[str]:
+        outs = self.pipe(images, generate_kwargs={"max_new_tokens": self.max_new_tokens})
+        return [o[0]["generated_text"].strip() for o in outs]
+
+
+class TaggerCaptioner:
+    """Image -> the ``top_k`` vocabulary entries the scorer finds closest, joined by commas."""
+
+    def __init__(self, scorer, vocabulary: list[str], top_k: int = 5):
+        if not vocabulary:
+            raise ValueError("the tagger needs a non-empty vocabulary")
+        self.scorer, self.vocabulary, self.top_k = scorer, list(vocabulary), top_k
+        self.name = f"tagger[{scorer.name}]"
+        self._text = None
+
+    def caption(self, images: list[Image.Image]) -> list[str]:
+        if self._text is None:
+            self._text = self.scorer.embed_texts(self.vocabulary)
+        sims = self.scorer.embed_images(images) @ self._text.T
+        top = sims.topk(min(self.top_k, len(self.vocabulary)), dim=1).indices
+        return [", ".join(self.vocabulary[j] for j in row.tolist()) for row in top]

@@ -1,0 +1,77 @@
+"""Condition weighting after the text encoder (paper section 3.4): pure functions.
+
+M = Generator(w_p * E^P, w_t * E^t), E^P = [E_k (preference keywords); E_m (soft embeddings)].
+The context the U-Net cross-attends to is [w_t * E_t ; w_p * E_k ; w_p * E_m].
+
+Weights are given as a ratio grid (the paper's Figure 7: 0:4, 1:3, 2:2, 3:1, 4:0) and normalised
+so the two weights average 1: 2:2 leaves both conditions as encoded, 0:4 drops the preference and
+doubles the target. ``normalize_weights`` is the one place that convention lives.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["DEFAULT_GRID", "parse_grid", "normalize_weights", "weighted_context", "pad_uncond"]
+
+DEFAULT_GRID: tuple[tuple[float, float], ...] = ((0, 4), (1, 3), (2, 2), (3, 1), (4, 0))
+
+
+def parse_grid(text: str) -> tuple[tuple[float, float], ...]:
+    """'0:4,1:3,2:2' -> ((0, 4), (1, 3), (2, 2)), as (w_p, w_t) pairs."""
+    pairs = []
+    for part in text.split(","):
+        try:
+            wp, wt = (float(v) for v in part.split(":"))
+        except ValueError:
+            raise ValueError(f"weight {part.strip()!r} is not of the form W_P:W_T (e.g. 1:3)") from None
+        if wp < 0 or wt < 0 or wp + wt == 0:
+            raise ValueError(f"weight {part.strip()!r}: both must be >= 0 and not both 0")
+        pairs.append((wp, wt))
+    if not pairs:
+        raise ValueError("the weight grid is empty")
+    return tuple(pairs)
+
+
+def normalize_weights(w_p: float, w_t: float) -> tuple[float, float]:
+    """Scale a ratio so that (w_p + w_t) / 2 == 1."""
+    s = w_p + w_t
+    if s <= 0:
+        raise ValueError(f"weights {w_p}:{w_t} sum to zero")
+    return 2 * w_p / s, 2 * w_t / s
+
+
+def weighted_context(
+    target: torch.Tensor,
+    preference: torch.Tensor | None,
+    weights: list[tuple[float, float]] | tuple[tuple[float, float], ...],
+    soft: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One context per weight pair, stacked on the batch axis.
+
+    Args:
+        target: (1, T_t, D) encoded target keywords.
+        preference: (1, T_p, D) encoded preference keywords, or None (no keywords).
+        weights: K (w_p, w_t) ratios, normalised here.
+        soft: (1, L, D) soft preference embeddings, or None.
+
+    Returns:
+        (K, T_t + T_p + L, D): [w_t * target ; w_p * preference ; w_p * soft] for each pair.
+    """
+    out = []
+    for w_p, w_t in weights:
+        wp, wt = normalize_weights(w_p, w_t)
+        parts = [wt * target]
+        if preference is not None:
+            parts.append(wp * preference)
+        if soft is not None:
+            parts.append(wp * soft)
+        out.append(torch.cat(parts, dim=1))
+    return torch.cat(out, dim=0)
+
+
+def pad_uncond(empty: torch.Tensor, length: int) -> torch.Tensor:
+    """Tile the empty-prompt window (1, L, D) to ``length`` tokens, so the unconditional context of
+    classifier-free guidance has the same length as the conditional one."""
+    reps = -(-length // empty.shape[1])
+    return empty.repeat(1, reps, 1)[:, :length]

@@ -1,0 +1,175 @@
+"""PMGPipeline: keywords (and soft embeddings) -> a grid of weighted candidates, in one batched pass.
+
+Written in diffusers' style: components go into ``__init__``, ``__call__`` is numbered steps, the
+result is an output dataclass. Every candidate starts from the same seeded initial latents, so the
+candidates differ only by their condition weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pmg.conditioning.encode import encode_prompts, model_max_length
+from pmg.conditioning.weighting import DEFAULT_GRID, normalize_weights, pad_uncond, weighted_context
+
+__all__ = ["PMGPipeline", "PMGGenerationOutput", "to_pil"]
+
+
+@dataclass
+class PMGGenerationOutput:
+    images: list[Image.Image]  # K candidates, one per weight pair
+    weights: list[tuple[float, float]]  # the (w_p, w_t) ratios, as given
+    latents: torch.Tensor  # (1, C, h, w) initial latents shared by all candidates
+    context_tokens: int  # length of the conditioning sequence
+
+
+def to_pil(images: torch.Tensor) -> list[Image.Image]:
+    """(B, 3, H, W) in [-1, 1] -> PIL images."""
+    arr = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
+
+
+class PMGPipeline:
+    """
+    Args:
+        unet: diffusers ``UNet2DConditionModel``.
+        scheduler: any diffusers scheduler (flow matching for pmg-mini; DDIM/PNDM/Euler for SD 1.x).
+        codec: ``PixelShuffleCodec`` or ``VAECodec``: images <-> the space the U-Net denoises.
+        tokenizer, text_encoder: the generator's own text side (MiniLM for pmg-mini, CLIP for SD).
+        name: identifies the generator in manifests and in soft-embedding adapters.
+    """
+
+    def __init__(self, unet, scheduler, codec, tokenizer, text_encoder, name: str = "generator",
+                 max_chunks: int = 4):
+        self.unet, self.scheduler, self.codec = unet.eval(), scheduler, codec
+        self.tokenizer, self.text_encoder = tokenizer, text_encoder.eval()
+        self.name, self.max_chunks = name, max_chunks
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.dtype
+
+    @property
+    def embed_dim(self) -> int:
+        return self.unet.config.cross_attention_dim
+
+    @property
+    def window(self) -> int:
+        return model_max_length(self.tokenizer, self.text_encoder)
+
+    @classmethod
+    def from_pretrained(cls, spec: str, **kwargs) -> "PMGPipeline":
+        from pmg.generation.loading import load_generator
+
+        return load_generator(spec, **kwargs)
+
+    def to(self, device: str | torch.device) -> "PMGPipeline":
+        self.unet.to(device)
+        self.text_encoder.to(device)
+        if hasattr(self.codec, "vae"):
+            self.codec.vae.to(device)
+        return self
+
+    # 2. --------------------------------------------------------------------------------- encode
+    def encode_keywords(self, keywords: list[str] | str | None) -> torch.Tensor | None:
+        """Keywords -> (1, n_windows * window, D) token states, or None for no keywords."""
+        if keywords is None or (not isinstance(keywords, str) and len(keywords) == 0):
+            return None
+        text = keywords if isinstance(keywords, str) else ", ".join(keywords)
+        states = encode_prompts(self.tokenizer, self.text_encoder, [text], max_chunks=self.max_chunks)
+        return states.to(self.dtype)
+
+    def encode_empty(self, negative_prompt: str = "") -> torch.Tensor:
+        states = encode_prompts(self.tokenizer, self.text_encoder, [negative_prompt], max_chunks=self.max_chunks)
+        return states.to(self.dtype)
+
+    # 1. --------------------------------------------------------------------------------- checks
+    def check_inputs(self, target_embeds, preference_embeds, soft_embeds, weights, guidance_scale, steps):
+        if target_embeds is None:
+            raise ValueError("target keywords (or target_embeds) are required")
+        d = self.embed_dim
+        for name, t in (("target", target_embeds), ("preference", preference_embeds), ("soft", soft_embeds)):
+            if t is not None and (t.ndim != 3 or t.shape[0] != 1 or t.shape[2] != d):
+                raise ValueError(f"{name} embeddings must have shape (1, T, {d}), got {tuple(t.shape)}")
+        if not weights:
+            raise ValueError("the weight grid is empty")
+        for wp, wt in weights:
+            normalize_weights(wp, wt)
+        if steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
+        if guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
+
+    # 4. --------------------------------------------------------------------------------- latents
+    def prepare_latents(self, generator: torch.Generator | None, latents: torch.Tensor | None = None):
+        shape = (1, self.codec.latent_channels, self.codec.latent_size, self.codec.latent_size)
+        if latents is None:
+            latents = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents must have shape {shape}, got {tuple(latents.shape)}")
+        return latents.to(self.device, self.dtype)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        target_keywords: list[str] | str | None = None,
+        preference_keywords: list[str] | str | None = None,
+        *,
+        weights=DEFAULT_GRID,
+        soft_embeds: torch.Tensor | None = None,
+        target_embeds: torch.Tensor | None = None,
+        preference_embeds: torch.Tensor | None = None,
+        negative_prompt: str = "",
+        num_inference_steps: int = 20,
+        guidance_scale: float = 4.0,
+        generator: torch.Generator | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "pil",
+        callback: Callable[[int, int], None] | None = None,
+    ) -> PMGGenerationOutput:
+        weights = [tuple(w) for w in weights]
+        # 2. encode the two conditions separately (precomputed embeddings win)
+        if target_embeds is None:
+            target_embeds = self.encode_keywords(target_keywords)
+        if preference_embeds is None:
+            preference_embeds = self.encode_keywords(preference_keywords)
+        if soft_embeds is not None:
+            soft_embeds = soft_embeds.to(self.device, self.dtype)
+        # 1. check
+        self.check_inputs(target_embeds, preference_embeds, soft_embeds, weights, guidance_scale, num_inference_steps)
+        # 3. weight after the encoder; one context per weight pair; CFG context of equal length
+        cond = weighted_context(target_embeds, preference_embeds, weights, soft_embeds)  # (K, T, D)
+        k, t_len = cond.shape[0], cond.shape[1]
+        uncond = pad_uncond(self.encode_empty(negative_prompt), t_len).expand(k, -1, -1)
+        do_cfg = guidance_scale != 1.0
+        context = torch.cat([uncond, cond]) if do_cfg else cond
+        # 4. the same initial latents for every candidate
+        init = self.prepare_latents(generator, latents)
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        lat = (init * getattr(self.scheduler, "init_noise_sigma", 1.0)).expand(k, -1, -1, -1).clone()
+        # 5. denoise all candidates in one batch
+        timesteps = self.scheduler.timesteps
+        for i, t in enumerate(timesteps):
+            model_in = torch.cat([lat, lat]) if do_cfg else lat
+            if hasattr(self.scheduler, "scale_model_input"):  # flow-matching schedulers have none
+                model_in = self.scheduler.scale_model_input(model_in, t)
+            pred = self.unet(model_in, t, encoder_hidden_states=context).sample
+            if do_cfg:
+                p_u, p_c = pred.chunk(2)
+                pred = p_u + guidance_scale * (p_c - p_u)
+            lat = self.scheduler.step(pred, t, lat).prev_sample
+            if callback is not None:
+                callback(i + 1, len(timesteps))
+        # 6. decode
+        images = self.codec.decode(lat).float()
+        out = to_pil(images) if output_type == "pil" else images
+        return PMGGenerationOutput(images=out, weights=weights, latents=init, context_tokens=t_len)

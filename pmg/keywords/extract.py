@@ -1,0 +1,139 @@
+"""Preference and target keywords from an LLM (paper section 3.2.2).
+
+One LLM call per attribute (batched), parsed, merged, de-duplicated and ranked to the top 10
+preference keywords; 5 target keywords from the target item, or for emoticons from the message.
+Results are cached on disk, keyed by the behaviours, the prompt version and the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from pmg.behaviours.schema import Scenario, UserBehaviours
+from pmg.behaviours.to_text import SUMMARY_INPUT_CHARS, ItemDescriber, clean_field
+from pmg.errors import InputError
+from pmg.io.cache import JsonCache, cache_key
+from pmg.keywords.parse import parse_keywords, rank_keywords
+from pmg.keywords.templates import PromptSet, load_prompt_set
+from pmg.llm.base import LLM, ChatRequest
+
+__all__ = ["KeywordResult", "KeywordExtractor"]
+
+
+@dataclass
+class KeywordResult:
+    preference: list[str]
+    target: list[str]
+    per_attribute: dict[str, list[str]] = field(default_factory=dict)
+    raw_answers: dict[str, str] = field(default_factory=dict)
+    behaviour_text: list[str] = field(default_factory=list)
+    conversations: list[str] = field(default_factory=list)
+    prompt_version: str = ""
+    model: str = ""
+    cached: bool = False
+    llm_calls: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KeywordExtractor:
+    def __init__(
+        self,
+        llm: LLM,
+        prompts: PromptSet | None = None,
+        *,
+        captioner=None,
+        cache: JsonCache | None = None,
+        n_items: int = 10,
+        n_conversations: int = 1,
+        top_k: int = 10,
+        n_target: int = 5,
+        max_new_tokens: int = 48,
+        allow_instructions: bool = False,
+    ):
+        self.llm, self.prompts, self.captioner, self.cache = llm, prompts, captioner, cache
+        self.n_items, self.n_conversations = n_items, n_conversations
+        self.top_k, self.n_target, self.max_new_tokens = top_k, n_target, max_new_tokens
+        self.allow_instructions = allow_instructions
+
+    def _prompts_for(self, user: UserBehaviours) -> PromptSet:
+        return self.prompts or load_prompt_set(user.scenario.value)
+
+    def __call__(self, user: UserBehaviours) -> KeywordResult:
+        found = user.instruction_fields()
+        if found and not self.allow_instructions:
+            where = "; ".join(f"{f} ({p!r})" for f, p in found[:5])
+            raise InputError(
+                f"text that tries to instruct the LLM was found in: {where}. "
+                "Remove it, or pass --allow-instructions to treat it as plain item text."
+            )
+        prompts = self._prompts_for(user)
+        recent = user.recent(self.n_items, self.n_conversations)
+        key = cache_key(
+            "keywords", recent.model_dump(mode="json", exclude={"user_id"}), prompts.version, self.llm.name,
+            getattr(self.captioner, "name", None), self.top_k, self.n_target, self.max_new_tokens,
+        )
+        if self.cache and (hit := self.cache.get("keywords", key)) is not None:
+            return KeywordResult(**{**hit, "cached": True, "llm_calls": 0})
+
+        warnings = [f"{f}: instruction-like text {p!r} kept as plain text" for f, p in found]
+        describer = ItemDescriber(self.llm, prompts, self.captioner, self.cache)
+        history = describer.describe(recent.history) if recent.history else []
+        long = [i for i, it in enumerate(recent.history) if len(it.text) > SUMMARY_INPUT_CHARS]
+        if long:
+            warnings.append(f"history items {long}: only the first {SUMMARY_INPUT_CHARS} characters were summarised")
+        convs = [clean_field(c) for c in recent.conversations]
+        raw, per_attr, calls = {}, {}, describer.llm_calls
+        reqs, names = [], []
+        if history:
+            hist_text = "\n".join(f"{i + 1}. {h}" for i, h in enumerate(history))
+            conv_text = " / ".join(f'"{c}"' for c in convs)
+            for a in prompts.attributes:
+                reqs.append(ChatRequest(prompts.principle, prompts.preference_prompt(a, hist_text, conv_text),
+                                        prompts.preference_prefix, self.max_new_tokens))
+                names.append(a)
+        else:
+            warnings.append("empty history: generating without personalisation (no preference keywords)")
+        reqs.append(self._target_request(user, prompts))
+        names.append("__target__")
+        answers = self.llm.generate(reqs)
+        calls += len(reqs)
+        for n, ans in zip(names, answers):
+            raw[n] = ans
+            per_attr[n] = parse_keywords(ans)
+        target_kws = per_attr.pop("__target__")
+        banned = [it.title for it in recent.history] if prompts.drop_item_titles else []
+        evidence = history + convs
+        preference = rank_keywords(
+            [per_attr[a] for a in names if a != "__target__"], evidence=evidence,
+            examples=prompts.examples, banned=banned, top_k=self.top_k,
+        )
+        target_evidence = [user.target.message or ""] + ([user.target.item.title, user.target.item.text] if user.target.item else [])
+        target = rank_keywords([target_kws], evidence=target_evidence, examples=prompts.examples, top_k=self.n_target)
+        if not target:
+            target = self._fallback_target(user)
+            warnings.append(f"the LLM gave no usable target keywords ({raw['__target__']!r}); used the target's own words")
+        if history and not preference:
+            warnings.append("the LLM gave no usable preference keywords; generating without them")
+        result = KeywordResult(
+            preference=preference, target=target, per_attribute=per_attr, raw_answers=raw,
+            behaviour_text=history, conversations=convs, prompt_version=prompts.version,
+            model=self.llm.name, llm_calls=calls, warnings=warnings,
+        )
+        if self.cache:
+            self.cache.put("keywords", key, result.to_dict())
+        return result
+
+    def _target_request(self, user: UserBehaviours, prompts: PromptSet) -> ChatRequest:
+        if user.scenario == Scenario.emoticon and user.target.message:
+            text = prompts.target_prompt(message=clean_field(user.target.message))
+        else:
+            it = user.target.item
+            text = prompts.target_prompt(title=clean_field(it.title), text=clean_field(it.text[:SUMMARY_INPUT_CHARS]))
+        return ChatRequest(prompts.principle, text, prompts.target_prefix, self.max_new_tokens)
+
+    def _fallback_target(self, user: UserBehaviours) -> list[str]:
+        source = user.target.message if user.target.message else user.target.item.title
+        return [clean_field(source)][: self.n_target]

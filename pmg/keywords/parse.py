@@ -1,0 +1,121 @@
+"""Turn an LLM's answer into keywords, and merge the answers of several attributes.
+
+Pure functions. Small models answer in every format: "1. a; 2. b", one per line, "a, b, c", bullets,
+quoted words, the prompt's own example words echoed back, or the item names themselves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+__all__ = ["parse_keywords", "normalize_keyword", "rank_keywords"]
+
+_STOP_LINE = re.compile(r"^\s*(###|human:|assistant:|user:|note:|explanation:|these keywords)", re.I)
+_ECHO = re.compile(r"^(the\s+)?(\d+\s+)?keywords?\s+(are|is)\s*:?", re.I)
+_PLACEHOLDER = re.compile(r"^(keyword|item|example)\s*\d*$", re.I)
+_SPLIT = re.compile(r"\s*(?:;|,|\n|\|)\s*|\s+(?=\d{1,2}[.)]\s)")
+_NUMBER = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022#])\s*")
+
+
+def _clean(piece: str) -> str:
+    p = _NUMBER.sub("", piece.strip())
+    p = _ECHO.sub("", p).strip()
+    p = _NUMBER.sub("", p)
+    p = p.strip(" \t\"'`“”‘’*_.:!?()[]{}")
+    p = p.replace("-", " ").replace("_", " ")
+    return re.sub(r"\s+", " ", p).strip()
+
+
+def parse_keywords(answer: str, *, max_words: int = 4, max_chars: int = 40) -> list[str]:
+    """Keywords in the order given, cleaned; junk and over-long phrases dropped.
+
+    >>> parse_keywords('cute; 2. "Cartoon"; 3. cat-face; 4. keyword 4; 5.')
+    ['cute', 'Cartoon', 'cat face']
+    """
+    lines = []
+    for line in answer.splitlines():
+        if _STOP_LINE.match(line) and lines:
+            break
+        lines.append(line)
+    out = []
+    for piece in _SPLIT.split("\n".join(lines)):
+        k = _clean(piece)
+        if (
+            not k
+            or len(k) > max_chars
+            or len(k.split()) > max_words
+            or _PLACEHOLDER.match(k)
+            or k.isdigit()
+            or ":" in k
+            or not re.search(r"[a-zA-Z]", k)
+        ):
+            continue
+        out.append(k)
+    return out
+
+
+def _singular(word: str) -> str:
+    if len(word) <= 3 or word.endswith(("ss", "us", "is", "ous")):
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ches", "shes", "xes", "sses", "zes")):
+        return word[:-2]
+    if word.endswith("s"):
+        return word[:-1]
+    return word
+
+
+def normalize_keyword(k: str) -> str:
+    """Case- and plural-insensitive key: 'Black Cats' and 'black cat' are one keyword."""
+    return " ".join(_singular(w) for w in re.findall(r"[a-z0-9']+", k.lower()))
+
+
+def _grounded(key: str, texts: list[str]) -> int:
+    """How many of ``texts`` mention ``key`` (compared word by word, plural-insensitively)."""
+    n = 0
+    for t in texts:
+        if f" {key} " in f" {normalize_keyword(t)} ":
+            n += 1
+    return n
+
+
+def rank_keywords(
+    answers: list[list[str]],
+    *,
+    evidence: list[str] = (),
+    examples: tuple[str, ...] = (),
+    banned: list[str] = (),
+    top_k: int = 10,
+) -> list[str]:
+    """Merge per-attribute keyword lists, de-duplicate, rank, keep ``top_k``.
+
+    Score = number of attribute answers naming the keyword + the share of ``evidence`` texts
+    (the behaviours) that mention it. Ties keep first-seen order. Example words copied from the
+    prompt are dropped unless the behaviours mention them; ``banned`` (e.g. item titles) are dropped.
+    """
+    first: dict[str, tuple[int, int]] = {}
+    surface: dict[str, str] = {}
+    votes: dict[str, int] = defaultdict(int)
+    ex = {normalize_keyword(e) for e in examples}
+    ban = {normalize_keyword(b) for b in banned}
+    evidence = list(evidence)
+    for a, kws in enumerate(answers):
+        seen = set()
+        for pos, k in enumerate(kws):
+            key = normalize_keyword(k)
+            if not key or key in seen or key in ban:
+                continue
+            seen.add(key)
+            votes[key] += 1
+            if key not in first:
+                first[key], surface[key] = (a, pos), k.lower()
+    scores = {}
+    for key in votes:
+        g = _grounded(key, evidence) / max(1, len(evidence))
+        if key in ex and g == 0:
+            continue
+        scores[key] = votes[key] + g
+    order = sorted(scores, key=lambda k: (-scores[k], first[k]))
+    return [surface[k] for k in order[:top_k]]

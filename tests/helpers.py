@@ -1,0 +1,131 @@
+"""Tiny seeded components (diffusers' get_dummy_components habit), and savers for the real layouts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from pmg.generation.codec import PixelShuffleCodec
+from pmg.generation.pipeline import PMGPipeline
+from pmg.generation.text_encoders import minilm_path
+
+D = 32  # tiny cross-attention / text width
+
+
+def tiny_bert(seed: int = 0, max_length: int = 16):
+    """MiniLM's real tokenizer with a 2-layer random BERT of width D."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tok = AutoTokenizer.from_pretrained(minilm_path())
+    tok.model_max_length = max_length
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=D, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    enc = BertModel(cfg).eval().requires_grad_(False)
+    enc.config.use_attention_mask = True
+    return tok, enc
+
+
+def tiny_unet(seed: int = 0, in_channels: int = 12, sample_size: int = 8):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=sample_size, in_channels=in_channels, out_channels=in_channels,
+        block_out_channels=(16, 32), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=D, attention_head_dim=4, norm_num_groups=8,
+    ).eval()
+
+
+def tiny_pipeline(seed: int = 0) -> PMGPipeline:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    tok, enc = tiny_bert(seed)
+    return PMGPipeline(tiny_unet(seed), FlowMatchEulerDiscreteScheduler(shift=1.0), PixelShuffleCodec(2, 16),
+                       tok, enc, name="tiny")
+
+
+def save_tiny_pmg_mini(folder: Path, seed: int = 0) -> Path:
+    """A pmg-mini-layout folder whose text encoder is a tiny BERT saved as a subfolder."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    tok, enc = tiny_bert(seed)
+    tok.save_pretrained(folder / "text_encoder")
+    enc.save_pretrained(folder / "text_encoder")
+    tiny_unet(seed).save_pretrained(folder / "unet")
+    FlowMatchEulerDiscreteScheduler(shift=1.0).save_pretrained(folder / "scheduler")
+    PixelShuffleCodec(2, 16).save_pretrained(folder / "codec")
+    (folder / "model_index.json").write_text(json.dumps(
+        {"_class_name": "PMGMiniPipeline", "name": "tiny-mini", "text_encoder": "text_encoder", "max_length": 16}))
+    return folder
+
+
+def save_tiny_sd(folder: Path, seed: int = 0) -> Path:
+    """Stable Diffusion 1.x diffusers layout: tiny UNet, VAE and CLIP text model, the real CLIP tokenizer."""
+    from diffusers import AutoencoderKL, PNDMScheduler
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from pmg.generation.clip_tokenizer import write_clip_tokenizer_files
+
+    torch.manual_seed(seed)
+    write_clip_tokenizer_files(folder / "tokenizer")
+    te = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=D, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=2, max_position_embeddings=77, projection_dim=D))
+    te.save_pretrained(folder / "text_encoder")
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+                        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 16),
+                        latent_channels=4, norm_num_groups=8, sample_size=16)
+    vae.save_pretrained(folder / "vae")
+    tiny_unet(seed, in_channels=4, sample_size=8).save_pretrained(folder / "unet")
+    PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True).save_pretrained(folder / "scheduler")
+    (folder / "model_index.json").write_text(json.dumps({
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+        "scheduler": ["diffusers", "PNDMScheduler"]}))
+    return folder
+
+
+def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    from pmg.generation.clip_tokenizer import write_clip_tokenizer_files
+
+    torch.manual_seed(seed)
+    cfg = CLIPConfig(
+        text_config=dict(vocab_size=49408, hidden_size=D, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77),
+        vision_config=dict(hidden_size=D, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8),
+        projection_dim=16,
+    )
+    CLIPModel(cfg).save_pretrained(folder)
+    write_clip_tokenizer_files(folder)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_llama(folder: Path, seed: int = 0) -> Path:
+    """A Llama-style causal LM folder (random weights) with MiniLM's tokenizer."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+class ScriptedLLM:
+    """An LLM whose answers are given by the test: a function of the request's user text."""
+
+    def __init__(self, answer, name: str = "scripted"):
+        self.answer, self.name, self.calls = answer, name, 0
+
+    def generate(self, requests):
+        self.calls += len(requests)
+        return [self.answer(r.user) for r in requests]

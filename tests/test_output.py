@@ -1,0 +1,57 @@
+import hashlib
+import json
+
+import torch
+from helpers import ScriptedLLM
+
+from pmg.api import PMG, GenerationConfig
+from pmg.behaviours.schema import parse_user
+from pmg.io.output import save_result
+from pmg.keywords.extract import KeywordExtractor
+
+
+class ColourScorer:
+    """Scores by colour: 'red' text likes red images, 'blue' text blue ones (a constructed case)."""
+
+    name = "colour"
+
+    def embed_images(self, images):
+        v = torch.tensor([[im.convert("RGB").getpixel((0, 0))[0] + 1.0, im.convert("RGB").getpixel((0, 0))[2] + 1.0] for im in images])
+        return torch.nn.functional.normalize(v, dim=-1)
+
+    def embed_texts(self, texts):
+        v = torch.tensor([[1.0 + 9 * ("red" in t), 1.0 + 9 * ("blue" in t)] for t in texts])
+        return torch.nn.functional.normalize(v, dim=-1)
+
+
+def _answer(text):
+    return "red; 2. blue" if "just wrote" in text else "cat; 2. cats; 3. twemoji"
+
+
+USER = {"user_id": "u7", "scenario": "emoticon", "history": [{"title": "grinning cat"}], "target": {"message": "hi"}}
+
+
+def test_generate_and_manifest_round_trip(tiny_pipe, tmp_path):
+    pmg = PMG(KeywordExtractor(ScriptedLLM(_answer)), tiny_pipe, ColourScorer())
+    res = pmg.generate(parse_user(USER), GenerationConfig(seed=3, num_inference_steps=2))
+    assert len(res.candidates) == 5
+    z = [c.z for c in res.candidates]
+    assert res.best == z.index(max(z))
+    manifest = json.loads(save_result(res, tmp_path / "out").read_text())
+    assert manifest["seed"] == 3 and manifest["prompt_version"] == "emoticon-v1"
+    assert manifest["keywords"]["preference"] == ["cat", "twemoji"]
+    assert manifest["keywords"]["target"] == ["red", "blue"]
+    assert [(c["w_p"], c["w_t"]) for c in manifest["candidates"]] == [(0, 4), (1, 3), (2, 2), (3, 1), (4, 0)]
+    for c, m in zip(res.candidates, manifest["candidates"]):
+        assert m["z"] == c.z and m["d_t"] == c.d_t
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((tmp_path / "out" / name).read_bytes()).hexdigest() == digest
+    assert set(manifest["timings"]) == {"keywords_s", "generation_s", "scoring_s"}
+    assert manifest["models"] == {"llm": "scripted", "generator": "tiny", "scorer": "colour"}
+    assert not list(tmp_path.glob(".pmg-*"))  # no temporary folder left behind
+
+
+def test_no_keywords_ablation_makes_one_target_only_candidate(tiny_pipe):
+    pmg = PMG(KeywordExtractor(ScriptedLLM(_answer)), tiny_pipe, ColourScorer())
+    res = pmg.generate(parse_user(USER), GenerationConfig(num_inference_steps=1, use_keywords=False))
+    assert [(c.w_p, c.w_t) for c in res.candidates] == [(0.0, 1.0)]

