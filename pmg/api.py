@@ -114,7 +114,7 @@ class PMG:
         elif captioner == "tagger":
             from pmg.captioning.vocabulary import default_vocabulary
 
-            cap = TaggerCaptioner(scorer_obj, default_vocabulary())
+            cap = TaggerCaptioner(scorer_obj, default_vocabulary)
         else:
             cap = TransformersCaptioner(captioner)
         cache = JsonCache(cache_dir) if cache_dir else None

@@ -90,7 +90,7 @@ def cmd_keywords(args) -> int:
             from pmg.captioning.vocabulary import default_vocabulary
             from pmg.scoring.scorers import load_scorer
 
-            cap = TaggerCaptioner(load_scorer(args.scorer), default_vocabulary())
+            cap = TaggerCaptioner(load_scorer(args.scorer), default_vocabulary)
         else:
             cap = TransformersCaptioner(args.captioner)
     cache = _cache_dir(args)

