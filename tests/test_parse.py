@@ -40,3 +40,18 @@ def test_rank_votes_grounding_examples_and_banned():
 def test_example_kept_when_grounded_and_top_k():
     out = rank_keywords([["cute", "a", "b", "c"]], evidence=["a cute dog"], examples=("cute",), top_k=2)
     assert out == ["cute", "a"]
+
+
+def test_attribute_keywords_recurring_only():
+    from pmg.keywords.parse import attribute_keywords
+
+    attrs = [{"style": "twemoji", "genres": "Comedy|Drama"}, {"style": "twemoji", "genres": "Comedy"}, {"style": "noto"}]
+    assert attribute_keywords(attrs) == {"twemoji style": 2 / 3, "comedy": 2 / 3}
+    assert attribute_keywords([{"style": "noto"}]) == {"noto style": 1.0}
+    out = rank_keywords([["dog", "noto style"]], evidence=["a dog", "a cat"], support={"noto style": 1.0})
+    assert out == ["noto style", "dog"]
+
+
+def test_spaced_and_joined_forms_are_one_keyword():
+    out = rank_keywords([["catface", "dog"], ["cat face"]], evidence=["a cat face"])
+    assert out == ["catface", "dog"]

@@ -13,7 +13,7 @@ from pmg.behaviours.schema import Scenario, UserBehaviours
 from pmg.behaviours.to_text import SUMMARY_INPUT_CHARS, ItemDescriber, clean_field
 from pmg.errors import InputError
 from pmg.io.cache import JsonCache, cache_key
-from pmg.keywords.parse import parse_keywords, rank_keywords
+from pmg.keywords.parse import attribute_keywords, parse_keywords, rank_keywords
 from pmg.keywords.templates import PromptSet, load_prompt_set
 from pmg.llm.base import LLM, ChatRequest
 
@@ -106,9 +106,12 @@ class KeywordExtractor:
         target_kws = per_attr.pop("__target__")
         banned = [it.title for it in recent.history] if prompts.drop_item_titles else []
         evidence = history + convs
+        from_attributes = attribute_keywords([it.attributes for it in recent.history])
+        if from_attributes:
+            per_attr["__item_attributes__"] = list(from_attributes)
         preference = rank_keywords(
-            [per_attr[a] for a in names if a != "__target__"], evidence=evidence,
-            examples=prompts.examples, banned=banned, top_k=self.top_k,
+            [kws for a, kws in per_attr.items() if a != "__target__"], evidence=evidence,
+            examples=prompts.examples, banned=banned, support=from_attributes, top_k=self.top_k,
         )
         target_evidence = [user.target.message or ""] + ([user.target.item.title, user.target.item.text] if user.target.item else [])
         target = rank_keywords([target_kws], evidence=target_evidence, examples=prompts.examples, top_k=self.n_target)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-__all__ = ["parse_keywords", "normalize_keyword", "rank_keywords"]
+__all__ = ["parse_keywords", "normalize_keyword", "rank_keywords", "attribute_keywords"]
 
 _STOP_LINE = re.compile(r"^\s*(###|human:|assistant:|user:|note:|explanation:|these keywords)", re.I)
 _ECHO = re.compile(r"^(the\s+)?(\d+\s+)?keywords?\s+(are|is)\s*:?", re.I)
@@ -72,6 +72,26 @@ def normalize_keyword(k: str) -> str:
     return " ".join(_singular(w) for w in re.findall(r"[a-z0-9']+", k.lower()))
 
 
+def attribute_keywords(attributes: list[dict[str, str]], min_share: float = 0.3) -> dict[str, float]:
+    """Structured item attributes that recur across the history, as keywords (most frequent first)
+    with the share of items that carry them.
+
+    ``{"style": "twemoji"}`` in most items -> "twemoji style". Small LLMs often miss such explicit
+    signals, so they join the LLM's answers as one more vote (``rank_keywords``).
+    """
+    counts: dict[str, int] = defaultdict(int)
+    for attrs in attributes:
+        for k, v in attrs.items():
+            for value in re.split(r"[|,;/]", v):
+                value = value.strip()
+                if not value or len(value) > 40:
+                    continue
+                kw = f"{value} style" if "style" in k.lower() and "style" not in value.lower() else value
+                counts[kw.lower()] += 1
+    need = max(2, min_share * len(attributes)) if len(attributes) > 1 else 1
+    return {k: n / len(attributes) for k, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n >= need}
+
+
 def _grounded(key: str, texts: list[str]) -> int:
     """How many of ``texts`` mention ``key`` (compared word by word, plural-insensitively)."""
     n = 0
@@ -87,35 +107,43 @@ def rank_keywords(
     evidence: list[str] = (),
     examples: tuple[str, ...] = (),
     banned: list[str] = (),
+    support: dict[str, float] | None = None,
     top_k: int = 10,
 ) -> list[str]:
     """Merge per-attribute keyword lists, de-duplicate, rank, keep ``top_k``.
 
-    Score = number of attribute answers naming the keyword + the share of ``evidence`` texts
-    (the behaviours) that mention it. Ties keep first-seen order. Example words copied from the
+    Score = number of attribute answers naming the keyword + 2 x the share of ``evidence`` texts
+    (the behaviours) that mention it: a keyword the behaviours support beats one the LLM invented.
+    "cat face" and "catface" are one keyword. ``support`` gives keywords a share of evidence of
+    their own (structured attributes: the share of items carrying them). Ties keep first-seen order. Example words copied from the
     prompt are dropped unless the behaviours mention them; ``banned`` (e.g. item titles) are dropped.
     """
     first: dict[str, tuple[int, int]] = {}
     surface: dict[str, str] = {}
     votes: dict[str, int] = defaultdict(int)
+    variants: dict[str, set[str]] = {}
     ex = {normalize_keyword(e) for e in examples}
+    sup = {normalize_keyword(k): v for k, v in (support or {}).items()}
     ban = {normalize_keyword(b) for b in banned}
     evidence = list(evidence)
     for a, kws in enumerate(answers):
         seen = set()
         for pos, k in enumerate(kws):
-            key = normalize_keyword(k)
-            if not key or key in seen or key in ban:
+            spaced = normalize_keyword(k)
+            key = spaced.replace(" ", "")
+            if not key or key in seen or spaced in ban:
                 continue
             seen.add(key)
             votes[key] += 1
+            variants.setdefault(key, set()).add(spaced)
             if key not in first:
                 first[key], surface[key] = (a, pos), k.lower()
     scores = {}
     for key in votes:
-        g = _grounded(key, evidence) / max(1, len(evidence))
-        if key in ex and g == 0:
+        g = max(_grounded(v, evidence) for v in variants[key]) / max(1, len(evidence))
+        g = max([g] + [sup[v] for v in variants[key] if v in sup])
+        if variants[key] & ex and g == 0:
             continue
-        scores[key] = votes[key] + g
+        scores[key] = votes[key] + 2 * g
     order = sorted(scores, key=lambda k: (-scores[k], first[k]))
     return [surface[k] for k in order[:top_k]]

@@ -1,0 +1,38 @@
+"""Real offline models: SmolLM2-135M-Instruct (from its wheel), MiniLM, and the shipped pmg-mini."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pmg.behaviours.schema import load_user
+from pmg.keywords.parse import normalize_keyword
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from pmg.llm import load_llm
+
+    return load_llm("smollm2")
+
+
+def test_smollm2_finds_cat_for_the_cat_lover(smollm2, repo):
+    from pmg.keywords.extract import KeywordExtractor
+
+    res = KeywordExtractor(smollm2)(load_user(repo / "examples/users/cat_lover.json"))
+    keys = [normalize_keyword(k) for k in res.preference]
+    assert "cat" in keys, res.raw_answers
+    assert "twemoji style" in keys  # the explicit style every item carries
+    assert 1 <= len(res.preference) <= 10 and 1 <= len(res.target) <= 5
+    assert res.prompt_version == "emoticon-v1" and res.model == "smollm2"
+
+
+def test_smollm2_is_deterministic(smollm2):
+    from pmg.llm import ChatRequest
+
+    req = [ChatRequest("You are helpful.", "List three fruits.", "The fruits are: 1.", 16)]
+    assert smollm2.generate(req) == smollm2.generate(req)
