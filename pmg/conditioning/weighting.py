@@ -4,8 +4,10 @@ M = Generator(w_p * E^P, w_t * E^t), E^P = [E_k (preference keywords); E_m (soft
 The context the U-Net cross-attends to is [w_t * E_t ; w_p * E_k ; w_p * E_m].
 
 Weights are given as a ratio grid (the paper's Figure 7: 0:4, 1:3, 2:2, 3:1, 4:0) and normalised
-so the two weights average 1: 2:2 leaves both conditions as encoded, 0:4 drops the preference and
-doubles the target. ``normalize_weights`` is the one place that convention lives.
+by the larger one: the dominant condition stays exactly as encoded and the other is attenuated
+(1:3 -> 0.33 x preference, 1 x target; 0:4 drops the preference). Scaling states above the encoder's
+own range would feed the U-Net inputs it never saw. ``normalize_weights`` is the one place that
+convention lives.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ def parse_grid(text: str) -> tuple[tuple[float, float], ...]:
 
 
 def normalize_weights(w_p: float, w_t: float) -> tuple[float, float]:
-    """Scale a ratio so that (w_p + w_t) / 2 == 1."""
-    s = w_p + w_t
-    if s <= 0:
-        raise ValueError(f"weights {w_p}:{w_t} sum to zero")
-    return 2 * w_p / s, 2 * w_t / s
+    """Scale a ratio so that max(w_p, w_t) == 1."""
+    if w_p < 0 or w_t < 0:
+        raise ValueError(f"weights {w_p}:{w_t} must be >= 0")
+    m = max(w_p, w_t)
+    if m <= 0:
+        raise ValueError(f"weights {w_p}:{w_t} are both zero")
+    return w_p / m, w_t / m
 
 
 def weighted_context(
