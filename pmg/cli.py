@@ -141,7 +141,9 @@ def cmd_generate(args) -> int:
                          llm_model_name=args.llm_model_name, scheduler=args.scheduler, cache_dir=_cache_dir(args),
                          threads=args.threads, allow_instructions=args.allow_instructions)
     _log("extracting keywords ...")
+    t0 = time.perf_counter()
     kw = pmg.keywords(user)
+    keyword_s = time.perf_counter() - t0
     _log(f"  preference: {', '.join(kw.preference) or '(none)'}\n  target: {', '.join(kw.target)}")
     bar = None
     if not args.no_progress:
@@ -154,6 +156,7 @@ def cmd_generate(args) -> int:
             bar.update(1)
 
     result = pmg.generate(user, config, keywords=kw, callback=progress)
+    result.timings["keywords_s"] = keyword_s
     if bar is not None:
         bar.close()
     manifest = save_result(result, args.out)

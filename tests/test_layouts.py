@@ -49,3 +49,31 @@ def test_llama_style_folder_generates(tmp_path):
     assert len(outs) == 2 and all(isinstance(o, str) for o in outs)
     again = llm.generate([ChatRequest("sys", "hello", "The keywords are:", 5)])
     assert again[0] == outs[0]  # greedy: deterministic, and left padding does not change the answer
+
+
+def test_llamacpp_backend_is_optional_and_says_how_to_install(tmp_path):
+    import importlib.util
+
+    import pytest
+
+    from pmg.errors import ModelLoadError
+
+    if importlib.util.find_spec("llama_cpp") is not None:
+        pytest.skip("llama-cpp-python is installed here")
+    f = tmp_path / "m.gguf"
+    f.write_bytes(b"GGUF")
+    with pytest.raises(ModelLoadError, match="pip install llama-cpp-python"):
+        load_llm(str(f), backend="llamacpp")
+
+
+def test_unknown_names_are_clear():
+    import pytest
+
+    from pmg.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="LLM not found: /no/such"):
+        load_llm("/no/such")
+    with pytest.raises(ModelLoadError, match="generator folder not found"):
+        load_generator("/no/such/folder")
+    with pytest.raises(ModelLoadError, match="scorer folder not found"):
+        load_scorer("/no/such/folder")

@@ -40,6 +40,7 @@ class ScorerConfig:
     threads: int = 1
     log_every: int = 50
     ckpt_every: int = 250
+    export_only: int = 0  # 1: export the latest checkpoint (and its metrics) without training
 
 
 def caption_variants(m: dict) -> list[str]:
@@ -134,6 +135,8 @@ def train(cfg: ScorerConfig) -> None:
         gen.set_state(ck["rng"])
         print(f"resumed at step {step}")
     print(f"{len(x)} images, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    if cfg.export_only:
+        cfg = dataclasses.replace(cfg, steps=step)
     log_f = open(run / "log.csv", "a", newline="")
     log = csv.writer(log_f)
     if log_f.tell() == 0:
@@ -173,6 +176,7 @@ def train(cfg: ScorerConfig) -> None:
     model.eval()
     metrics = retrieval_top5(model, xv, mv, tokenizer, encoder)
     print(json.dumps(metrics, indent=2))
+    metrics["step"] = step
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     model.save_pretrained(run / "export" / "scorer")
 
