@@ -36,3 +36,24 @@ def test_smollm2_is_deterministic(smollm2):
 
     req = [ChatRequest("You are helpful.", "List three fruits.", "The fruits are: 1.", 16)]
     assert smollm2.generate(req) == smollm2.generate(req)
+
+
+def test_readme_main_command_on_the_bundled_example(repo, tmp_path):
+    """`pmg generate examples/users/cat_lover.json --out DIR` with the shipped pmg-mini, as a user runs it."""
+    out = tmp_path / "cat_lover"
+    env = dict(os.environ, PMG_CACHE_DIR=str(tmp_path / "cache"))
+    r = subprocess.run([sys.executable, "-m", "pmg.cli", "generate", str(repo / "examples/users/cat_lover.json"),
+                        "--out", str(out), "--no-progress"], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["models"]["generator"] == "pmg-mini" and m["models"]["llm"] == "smollm2"
+    assert len(m["candidates"]) == 5 and 0 <= m["best"] < 5
+    assert "cat" in [normalize_keyword(k) for k in m["keywords"]["preference"]]
+    from PIL import Image
+
+    best = Image.open(out / "best.png")
+    assert best.size == (32, 32)
+    import numpy as np
+
+    assert np.asarray(best).std() > 5  # an image, not a flat colour
+    assert Image.open(out / "best_large.png").size == (256, 256)
