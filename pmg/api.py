@@ -97,6 +97,7 @@ class PMG:
         llm_model_name: str = "default",
         scheduler: str | None = None,
         cache_dir: str | Path | None = None,
+        model_cache_dir: str | Path | None = None,
         threads: int | None = None,
         allow_instructions: bool = False,
     ) -> "PMG":
@@ -118,7 +119,8 @@ class PMG:
         else:
             cap = TransformersCaptioner(captioner)
         cache = JsonCache(cache_dir) if cache_dir else None
-        llm_obj = load_llm(llm, backend=llm_backend, threads=threads or 2, model_name=llm_model_name)
+        llm_obj = load_llm(llm, backend=llm_backend, threads=threads or 2, model_name=llm_model_name,
+                           cache_dir=model_cache_dir if model_cache_dir is not None else default_cache_dir())
         extractor = KeywordExtractor(llm_obj, captioner=cap, cache=cache, allow_instructions=allow_instructions)
         return cls(extractor, load_generator(generator, scheduler=scheduler), scorer_obj)
 

@@ -65,6 +65,12 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _default_cache() -> Path:
+    from pmg.api import default_cache_dir
+
+    return default_cache_dir()
+
+
 def _cache_dir(args) -> Path | None:
     if args.no_cache:
         return None
@@ -95,7 +101,8 @@ def cmd_keywords(args) -> int:
             cap = TransformersCaptioner(args.captioner)
     cache = _cache_dir(args)
     _log(f"loading LLM {args.llm} ...")
-    llm = load_llm(args.llm, backend=args.llm_backend, threads=args.threads, model_name=args.llm_model_name)
+    llm = load_llm(args.llm, backend=args.llm_backend, threads=args.threads, model_name=args.llm_model_name,
+                   cache_dir=args.cache_dir or _default_cache())
     ext = KeywordExtractor(llm, captioner=cap, cache=JsonCache(cache) if cache else None,
                            allow_instructions=args.allow_instructions)
     t0 = time.perf_counter()
@@ -139,7 +146,8 @@ def cmd_generate(args) -> int:
     _log("loading models (LLM, generator, scorer) ...")
     pmg = PMG.from_names(args.llm, args.generator, args.scorer, args.captioner, llm_backend=args.llm_backend,
                          llm_model_name=args.llm_model_name, scheduler=args.scheduler, cache_dir=_cache_dir(args),
-                         threads=args.threads, allow_instructions=args.allow_instructions)
+                         model_cache_dir=args.cache_dir or _default_cache(), threads=args.threads,
+                         allow_instructions=args.allow_instructions)
     _log("extracting keywords ...")
     t0 = time.perf_counter()
     kw = pmg.keywords(user)

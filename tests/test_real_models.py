@@ -57,3 +57,18 @@ def test_readme_main_command_on_the_bundled_example(repo, tmp_path):
 
     assert np.asarray(best).std() > 5  # an image, not a flat colour
     assert Image.open(out / "best_large.png").size == (256, 256)
+
+
+def test_dequantized_gguf_cache_is_exact_and_fast(smollm2, tmp_path):
+    import time
+
+    from pmg.llm import ChatRequest, load_llm
+
+    req = [ChatRequest("You are helpful.", "Name a colour.", "The colour is", 8)]
+    first = load_llm("smollm2", cache_dir=tmp_path)  # dequantises and saves
+    assert list((tmp_path / "llm-dequantized").iterdir())
+    t0 = time.perf_counter()
+    second = load_llm("smollm2", cache_dir=tmp_path)  # loads the saved weights
+    cached_load = time.perf_counter() - t0
+    assert first.generate(req) == second.generate(req) == smollm2.generate(req)
+    assert cached_load < 20

@@ -9,10 +9,12 @@ from pmg.llm.base import LLM, ChatRequest
 __all__ = ["LLM", "ChatRequest", "load_llm"]
 
 
-def load_llm(spec: str = "smollm2", *, backend: str = "auto", threads: int = 2, model_name: str = "default") -> LLM:
+def load_llm(spec: str = "smollm2", *, backend: str = "auto", threads: int = 2, model_name: str = "default",
+             cache_dir: str | Path | None = None) -> LLM:
     """'smollm2', a model folder, a .gguf file, or an http(s) URL of an OpenAI-compatible server.
 
     backend: 'auto' (HTTP for URLs, else transformers), 'transformers', 'llamacpp' or 'openai'.
+    cache_dir: where transformers keeps a GGUF file's dequantised weights (loads in seconds next time).
     """
     from pmg.errors import ModelLoadError
     from pmg.registry import resolve_llm
@@ -31,4 +33,4 @@ def load_llm(spec: str = "smollm2", *, backend: str = "auto", threads: int = 2, 
     from pmg.llm.transformers_llm import TransformersLLM
 
     name = spec if spec == "smollm2" else Path(target).name
-    return TransformersLLM(target, name=name)
+    return TransformersLLM(target, name=name, cache_dir=cache_dir)

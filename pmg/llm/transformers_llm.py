@@ -21,9 +21,10 @@ class TransformersLLM:
     """
 
     def __init__(self, path: str | Path | None = None, *, model=None, tokenizer=None, name: str | None = None,
-                 dtype: torch.dtype = torch.float32, device: str = "cpu", batch_size: int = 8):
+                 dtype: torch.dtype = torch.float32, device: str = "cpu", batch_size: int = 8,
+                 cache_dir: str | Path | None = None):
         if model is None:
-            model, tokenizer = load_causal_lm(path, dtype=dtype)
+            model, tokenizer = load_causal_lm(path, dtype=dtype, cache_dir=cache_dir)
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
@@ -61,7 +62,20 @@ class TransformersLLM:
         return out
 
 
-def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32):
+def _dequantized_cache(gguf: Path, cache_dir: Path) -> Path:
+    import hashlib
+
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_dir / "llm-dequantized" / f"{gguf.stem}-{key}"
+
+
+def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32, cache_dir: str | Path | None = None):
+    """A causal LM and its tokenizer from a folder or a GGUF file.
+
+    transformers dequantises a GGUF file tensor by tensor on every load; with ``cache_dir`` the
+    dequantised fp32 weights are saved once (exact: greedy answers do not change) and reloaded fast.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path)
@@ -69,9 +83,30 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32):
         if path.suffix == ".gguf":
             if not path.is_file():
                 raise ModelLoadError(f"GGUF file not found: {path}")
+            cached = _dequantized_cache(path, Path(cache_dir)) if cache_dir else None
+            if cached is not None and (cached / "config.json").is_file():
+                tok = AutoTokenizer.from_pretrained(cached)
+                return AutoModelForCausalLM.from_pretrained(cached, dtype=dtype), tok
             kw = dict(gguf_file=path.name)
             tok = AutoTokenizer.from_pretrained(path.parent, **kw)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=dtype, **kw)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=torch.float32, **kw)
+            if cached is not None:
+                import os
+                import shutil
+
+                from safetensors.torch import save_model
+
+                tmp = cached.with_name(cached.name + f".tmp{os.getpid()}")
+                tmp.mkdir(parents=True)
+                # save_pretrained refuses GGUF-loaded models ("not serializable"): write plain files
+                cfg = model.config.to_dict()
+                cfg.pop("quantization_config", None)
+                type(model.config).from_dict(cfg).save_pretrained(tmp)
+                save_model(model, str(tmp / "model.safetensors"))
+                tok.save_pretrained(tmp)
+                shutil.rmtree(cached, ignore_errors=True)
+                os.replace(tmp, cached)
+            model = model.to(dtype)
         else:
             if not (path / "config.json").is_file():
                 raise ModelLoadError(f"not a transformers model folder (no config.json): {path}")
