@@ -100,6 +100,7 @@ class PMG:
         model_cache_dir: str | Path | None = None,
         threads: int | None = None,
         allow_instructions: bool = False,
+        soft: str | Path | None = None,
     ) -> "PMG":
         from pmg.captioning.base import TaggerCaptioner, TransformersCaptioner
         from pmg.generation.loading import load_generator
@@ -122,7 +123,14 @@ class PMG:
         llm_obj = load_llm(llm, backend=llm_backend, threads=threads or 2, model_name=llm_model_name,
                            cache_dir=model_cache_dir if model_cache_dir is not None else default_cache_dir())
         extractor = KeywordExtractor(llm_obj, captioner=cap, cache=cache, allow_instructions=allow_instructions)
-        return cls(extractor, load_generator(generator, scheduler=scheduler), scorer_obj)
+        pipe = load_generator(generator, scheduler=scheduler)
+        soft_obj = None
+        if soft is not None:
+            from pmg.soft.embedder import load_soft
+
+            soft_obj = load_soft(soft, generator=pipe.name, embed_dim=pipe.embed_dim,
+                                 cache_dir=model_cache_dir if model_cache_dir is not None else default_cache_dir())
+        return cls(extractor, pipe, scorer_obj, soft=soft_obj)
 
     def keywords(self, user: UserBehaviours) -> KeywordResult:
         return self.extractor(user)
@@ -139,7 +147,7 @@ class PMG:
         soft = None
         if self.soft is not None and config.use_soft:
             t0 = time.perf_counter()
-            soft = self.soft.embed(user)
+            soft = self.soft.embed(kw)
             timings["soft_embeddings_s"] = time.perf_counter() - t0
         if not pref and soft is None:
             weights = [(0.0, 1.0)]  # nothing to weigh against: one target-only candidate

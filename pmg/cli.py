@@ -53,7 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     g.add_argument("--negative-prompt", default="")
     g.add_argument("--no-keywords", action="store_true", help="ablation: do not condition on preference keywords")
+    g.add_argument("--soft", default="auto", help="soft-embedding adapter folder; 'auto': the bundled one for the scenario when the generator is pmg-mini")
+    g.add_argument("--no-soft", action="store_true", help="ablation: no soft preference embeddings")
     g.add_argument("--no-progress", action="store_true")
+    t = sub.add_parser("train-soft", help="train soft preference embeddings (P-Tuning v2 + multimodal tokens + mapper)")
+    _common(t)
+    t.add_argument("--out", type=Path, required=True, help="adapter folder (checkpoint.pt inside is resumed)")
+    t.add_argument("--generator", default="pmg-mini")
+    t.add_argument("--soft-llm", default=None, help="the bias-correction LLM (default: --llm); needs weights, not a URL")
+    t.add_argument("--steps", type=int, default=300)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--num-virtual-tokens", type=int, default=4, help="S, prefix length")
+    t.add_argument("--num-mm-tokens", type=int, default=4, help="L, multimodal tokens")
+    t.add_argument("--no-prefix", action="store_true", help="ablation: no P-Tuning v2 prefixes")
+    t.add_argument("--val-fraction", type=float, default=0.1)
+    t.add_argument("--seed", type=int, default=0)
     k = sub.add_parser("keywords", help="print the preference and target keywords")
     _common(k)
     k.add_argument("--verbose", action="store_true", help="also print the raw LLM answers and behaviour text")
@@ -137,17 +152,19 @@ def cmd_generate(args) -> int:
     try:
         config = GenerationConfig(seed=args.seed, alpha=args.alpha, weights=parse_grid(args.weights),
                                   num_inference_steps=args.steps, guidance_scale=args.guidance,
-                                  negative_prompt=args.negative_prompt, use_keywords=not args.no_keywords)
+                                  negative_prompt=args.negative_prompt, use_keywords=not args.no_keywords,
+                                  use_soft=not args.no_soft)
     except ValueError as e:
         raise PMGError(str(e)) from None
     user = load_user(args.user)  # validate before loading any model
+    soft = None if args.no_soft else _soft_adapter(args.soft, args.generator, user.scenario.value)
     if args.out.exists() and not args.out.is_dir():
         raise PMGError(f"--out {args.out} exists and is not a folder")
     _log("loading models (LLM, generator, scorer) ...")
     pmg = PMG.from_names(args.llm, args.generator, args.scorer, args.captioner, llm_backend=args.llm_backend,
                          llm_model_name=args.llm_model_name, scheduler=args.scheduler, cache_dir=_cache_dir(args),
                          model_cache_dir=args.cache_dir or _default_cache(), threads=args.threads,
-                         allow_instructions=args.allow_instructions)
+                         allow_instructions=args.allow_instructions, soft=soft)
     _log("extracting keywords ...")
     t0 = time.perf_counter()
     kw = pmg.keywords(user)
@@ -176,10 +193,88 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _soft_adapter(spec: str, generator: str, scenario: str) -> Path | None:
+    """'auto' -> the bundled adapter for the scenario (pmg-mini only), if one ships; else a folder."""
+    from pmg.registry import models_dir
+
+    if spec == "auto":
+        bundled = models_dir() / "pmg-mini" / f"soft-{scenario}"
+        return bundled if generator == "pmg-mini" and (bundled / "soft_config.json").is_file() else None
+    if spec in ("none", ""):
+        return None
+    path = Path(spec)
+    if not path.is_dir():
+        raise PMGError(f"--soft {spec}: adapter folder not found")
+    return path
+
+
+def cmd_train_soft(args) -> int:
+    import torch
+
+    from pmg.behaviours.schema import load_users
+    from pmg.behaviours.to_text import ItemDescriber
+    from pmg.generation.loading import load_generator
+    from pmg.io.cache import JsonCache
+    from pmg.keywords.extract import KeywordExtractor
+    from pmg.keywords.templates import load_prompt_set
+    from pmg.llm import load_llm
+    from pmg.llm.transformers_llm import load_causal_lm
+    from pmg.registry import resolve_llm
+    from pmg.soft.model import SoftConfig, SoftPreferenceModel
+    from pmg.soft.train import SoftTrainConfig, build_examples, split_users, train_soft
+
+    torch.set_num_threads(args.threads)
+    try:
+        cfg = SoftTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    except ValueError as e:
+        raise PMGError(str(e)) from None
+    if not 0 <= args.val_fraction < 1:
+        raise PMGError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
+    users = load_users(args.user)
+    _log(f"{len(users)} users; loading models ...")
+    cache_root = args.cache_dir or _default_cache()
+    cache = None if args.no_cache else JsonCache(cache_root)
+    pipe = load_generator(args.generator)
+    llm = load_llm(args.llm, backend=args.llm_backend, threads=args.threads, model_name=args.llm_model_name, cache_dir=cache_root)
+    extractor = KeywordExtractor(llm, cache=cache, allow_instructions=args.allow_instructions)
+    describers = {}
+
+    def describe(items, scenario):
+        if scenario not in describers:
+            describers[scenario] = ItemDescriber(llm, load_prompt_set(scenario), None, cache)
+        return describers[scenario].describe(items)
+
+    _log("keywords and behaviour text for every user (cached) ...")
+    from tqdm import tqdm
+
+    examples = []
+    for u in tqdm(users, desc="users", unit="user", file=sys.stderr):
+        examples += build_examples([u], lambda past: extractor(past).preference,
+                                   lambda items, s=u.scenario.value: describe(items, s), pipe.codec.image_size)
+    train, val = split_users(examples, args.val_fraction, args.seed)
+    soft_llm = args.soft_llm or args.llm
+    target = resolve_llm(soft_llm)
+    if isinstance(target, str):
+        raise PMGError("--soft-llm must be a model folder, a .gguf file or 'smollm2', not a URL")
+    model, tok = load_causal_lm(target, cache_dir=cache_root)
+    torch.manual_seed(args.seed)
+    try:
+        soft_cfg = SoftConfig(num_virtual_tokens=args.num_virtual_tokens, num_mm_tokens=args.num_mm_tokens,
+                              use_prefix=not args.no_prefix, embed_dim=pipe.embed_dim, llm=str(soft_llm), generator=pipe.name)
+    except ValueError as e:
+        raise PMGError(str(e)) from None
+    soft = SoftPreferenceModel(model, tok, soft_cfg)
+    _log(f"training on {len(train)} users, validating on {len(val)}")
+    log = train_soft(soft, pipe, train, val, cfg, args.out)
+    print(json.dumps({k: log.get(k) for k in ("val_init", "val_keywords_only", "val_trained", "seconds")}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"generate": cmd_generate, "keywords": cmd_keywords}[args.command](args)
+        commands = {"generate": cmd_generate, "keywords": cmd_keywords, "train-soft": cmd_train_soft}
+        return commands[args.command](args)
     except PMGError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT

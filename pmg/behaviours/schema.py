@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pmg.errors import InputError
 
-__all__ = ["Scenario", "Item", "Target", "UserBehaviours", "load_user", "MAX_TEXT_CHARS", "MAX_TITLE_CHARS"]
+__all__ = ["Scenario", "Item", "Target", "UserBehaviours", "load_user", "load_users", "MAX_TEXT_CHARS", "MAX_TITLE_CHARS"]
 
 MAX_TITLE_CHARS = 300
 MAX_TEXT_CHARS = 20_000  # a long plot synopsis fits; a pasted book does not
@@ -177,6 +177,28 @@ def _check_image(path: Path, where: str) -> None:
             im.verify()
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise InputError(f"{where}: {path} is not a readable image ({e.__class__.__name__})") from None
+
+
+def load_users(path: str | Path) -> list[UserBehaviours]:
+    """Many users: a folder of ``*.json`` files (sorted by name) or a ``.jsonl`` file, one user a line."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.json"))
+        if not files:
+            raise InputError(f"{path}: no *.json user files in this folder")
+        return [load_user(f) for f in files]
+    if path.suffix == ".jsonl" and path.is_file():
+        users = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{n}: invalid JSON: {e.msg}") from None
+            users.append(parse_user(data, base_dir=path.parent, source=f"{path}:{n}"))
+        return users
+    raise InputError(f"users not found: {path} (a folder of .json files or a .jsonl file)")
 
 
 def load_user(path: str | Path) -> UserBehaviours:

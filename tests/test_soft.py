@@ -1,0 +1,128 @@
+"""Soft preference embeddings on tiny seeded models (issue 4's checks)."""
+
+import pytest
+import torch
+from helpers import save_tiny_llama, tiny_pipeline
+from PIL import Image
+
+from pmg.behaviours.schema import parse_user
+from pmg.errors import InputError, ModelLoadError
+from pmg.soft.model import SoftConfig, SoftPreferenceModel
+from pmg.soft.train import SoftTrainConfig, build_examples, split_users, train_soft, validation_loss
+
+COLOURS = ["red", "blue", "green", "yellow", "purple", "orange"]
+
+
+@pytest.fixture(scope="module")
+def llm_dir(tmp_path_factory):
+    return save_tiny_llama(tmp_path_factory.mktemp("llm") / "llama")
+
+
+def _soft(llm_dir, **kw):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    cfg = SoftConfig(embed_dim=32, llm="tiny", generator="tiny", init_scale=1.0, **kw)
+    return SoftPreferenceModel(AutoModelForCausalLM.from_pretrained(llm_dir), AutoTokenizer.from_pretrained(llm_dir), cfg)
+
+
+def _examples(tmp_path, n=6):
+    users = []
+    for i in range(n):
+        c = COLOURS[i % len(COLOURS)]
+        Image.new("RGB", (16, 16), c).save(tmp_path / f"{c}{i}.png")
+        users.append(parse_user({"user_id": f"u{i}", "scenario": "emoticon", "history": [
+            {"title": f"{c} heart"}, {"title": f"{c} circle"}, {"title": f"{c} square", "image": f"{c}{i}.png"}],
+            "target": {"message": "hi"}}, base_dir=tmp_path))
+    return build_examples(users, lambda past: [past.history[0].title.split()[0]], lambda items: [it.title for it in items], 16)
+
+
+def test_examples_hold_out_the_last_item(tmp_path):
+    ex = _examples(tmp_path, 2)
+    assert "red heart" in ex[0].prompt and "red circle" in ex[0].prompt and "red square" not in ex[0].prompt
+    assert ex[0].keywords == ["red"]
+    assert ex[0].image.shape == (3, 16, 16) and ex[0].image[0].mean() > 0.9  # red in [-1, 1]
+    bad = parse_user({"scenario": "emoticon", "history": [{"title": "a"}, {"title": "b"}], "target": {"message": "x"}})
+    with pytest.raises(InputError, match="has no image"):
+        build_examples([bad], lambda p: [], lambda i: [], 16)
+    train, val = split_users(_examples(tmp_path, 6), 0.34, 0)
+    assert len(val) == 2 and not {e.user_id for e in train} & {e.user_id for e in val}
+
+
+def test_training_lowers_loss_and_touches_only_trainable_weights(llm_dir, tmp_path):
+    pipe = tiny_pipeline(0)
+    soft = _soft(llm_dir)
+    ex = _examples(tmp_path)
+    frozen = {k: v.clone() for k, v in soft.llm.named_parameters() if not v.requires_grad}
+    unet = {k: v.clone() for k, v in pipe.unet.state_dict().items()}
+    trainable = {k: v.detach().clone() for k, v in soft.named_parameters() if v.requires_grad}
+    before = validation_loss(soft, pipe, ex, windows=1)
+    log = train_soft(soft, pipe, ex, ex, SoftTrainConfig(steps=60, batch_size=6, lr=1e-1, val_every=60), tmp_path / "a", progress=False)
+    after = validation_loss(soft, pipe, ex, windows=1)
+    # validation noise and noise levels are fixed, so this is deterministic. A random U-Net caps what
+    # any conditioning can explain (the image part of the target, not the noise): 7% was measured.
+    assert after < 0.95 * before, (before, after)
+    assert log["val_keywords_only"] == pytest.approx(validation_loss(None, pipe, ex, windows=1), rel=1e-3)
+    assert log["val_init"] == pytest.approx(before, rel=1e-4)
+    for k, v in soft.llm.named_parameters():
+        if k in frozen:
+            assert torch.equal(v, frozen[k]), k  # the LLM is untouched
+    for k, v in pipe.unet.state_dict().items():
+        assert torch.equal(v, unet[k]), k  # the generator is untouched
+    changed = [k for k, v in soft.named_parameters() if v.requires_grad and not torch.equal(v, trainable[k])]
+    assert set(changed) == set(trainable) and any("prompt_encoder" in k for k in changed)
+
+
+def test_save_load_gives_identical_embeddings(llm_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    pipe = tiny_pipeline(0)
+    soft = _soft(llm_dir)
+    ex = _examples(tmp_path, 3)
+    train_soft(soft, pipe, ex, [], SoftTrainConfig(steps=5, batch_size=3, lr=1e-2), tmp_path / "ad", progress=False)
+    loaded = SoftPreferenceModel.from_pretrained(tmp_path / "ad", AutoModelForCausalLM.from_pretrained(llm_dir),
+                                                 AutoTokenizer.from_pretrained(llm_dir), generator="tiny", embed_dim=32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded([e.prompt for e in ex]), soft([e.prompt for e in ex]), rtol=0, atol=1e-6)
+    with pytest.raises(ModelLoadError, match="trained for generator 'tiny', not 'pmg-mini'"):
+        SoftPreferenceModel.from_pretrained(tmp_path / "ad", AutoModelForCausalLM.from_pretrained(llm_dir),
+                                            AutoTokenizer.from_pretrained(llm_dir), generator="pmg-mini")
+
+
+def test_resume_continues_the_same_loss_curve(llm_dir, tmp_path):
+    ex = _examples(tmp_path, 4)
+    cfg = dict(batch_size=2, lr=1e-2, ckpt_every=3)
+    straight = train_soft(_soft(llm_dir), tiny_pipeline(0), ex, [], SoftTrainConfig(steps=6, **cfg), tmp_path / "s", progress=False)
+    train_soft(_soft(llm_dir), tiny_pipeline(0), ex, [], SoftTrainConfig(steps=3, **cfg), tmp_path / "r", progress=False)
+    resumed = train_soft(_soft(llm_dir), tiny_pipeline(0), ex, [], SoftTrainConfig(steps=6, **cfg), tmp_path / "r", progress=False)
+    a, b = [l for _, l in straight["loss"]], [l for _, l in resumed["loss"]]
+    assert len(b) == 6
+    assert a == pytest.approx(b, rel=1e-5)
+
+
+def test_without_prefix_ablation_has_no_prefix_parameters(llm_dir):
+    soft = _soft(llm_dir, use_prefix=False, num_mm_tokens=2)
+    names = [n for n, p in soft.named_parameters() if p.requires_grad]
+    assert names == ["mm_tokens", "mapper.weight", "mapper.bias"]
+    assert soft(["a b"]).shape == (1, 2, 32)
+
+
+def test_pipeline_uses_soft_embeddings(llm_dir, tmp_path):
+    from helpers import ScriptedLLM
+
+    from pmg.api import PMG, GenerationConfig
+    from pmg.keywords.extract import KeywordExtractor
+    from pmg.soft.embedder import SoftEmbedder
+    from test_output import ColourScorer
+
+    pipe = tiny_pipeline(0)
+    user = parse_user({"scenario": "emoticon", "history": [{"title": "red heart"}], "target": {"message": "hi"}})
+    ext = KeywordExtractor(ScriptedLLM(lambda t: "red; 2. blue"))
+    pmg = PMG(ext, pipe, ColourScorer(), soft=SoftEmbedder(_soft(llm_dir), name="soft:test"))
+    cfg = GenerationConfig(num_inference_steps=2, weights=((1, 3), (3, 1)))
+    with_soft = pmg.generate(user, cfg)
+    without = pmg.generate(user, GenerationConfig(num_inference_steps=2, weights=((1, 3), (3, 1)), use_soft=False))
+    assert with_soft.models["soft"] == "soft:test" and "soft_embeddings_s" in with_soft.timings
+    import numpy as np
+
+    assert np.abs(np.asarray(with_soft.best_image, float) - np.asarray(without.best_image, float)).max() > 0
