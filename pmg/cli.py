@@ -69,6 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-prefix", action="store_true", help="ablation: no P-Tuning v2 prefixes")
     t.add_argument("--val-fraction", type=float, default=0.1)
     t.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("eval", help="run a benchmark split and write the paper's tables")
+    e.add_argument("--benchmark", default="emoticons", choices=["emoticons"])
+    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--limit", type=int, default=None, help="only the first N users of the split")
+    e.add_argument("--out", type=Path, default=None, help="results folder (default: results/BENCHMARK-SPLIT)")
+    e.add_argument("--art", type=Path, default=Path("data/pmg-mini"), help="emoji art built by training.pmg_mini.build_data")
+    e.add_argument("--bench-dir", type=Path, default=None, help="benchmark folder (built on first use; default data/benchmarks/BENCHMARK)")
+    e.add_argument("--users", type=int, default=300, help="users to build the benchmark with")
+    e.add_argument("--llm", default="smollm2")
+    e.add_argument("--generator", default="pmg-mini")
+    e.add_argument("--scorer", default="pmg-mini")
+    e.add_argument("--soft", default="auto")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--steps", type=int, default=20)
+    e.add_argument("--guidance", type=float, default=4.0)
+    e.add_argument("--cache-dir", type=Path, default=None)
+    e.add_argument("--threads", type=int, default=_default_threads())
+    e.add_argument("--debug", action="store_true")
     k = sub.add_parser("keywords", help="print the preference and target keywords")
     _common(k)
     k.add_argument("--verbose", action="store_true", help="also print the raw LLM answers and behaviour text")
@@ -270,10 +288,35 @@ def cmd_train_soft(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from pmg.api import PMG, GenerationConfig
+    from pmg.evaluation.benchmarks.emoticons import build_emoticon_benchmark
+    from pmg.evaluation.run import write_tables, evaluate_split
+
+    bench = args.bench_dir or Path("data/benchmarks") / args.benchmark
+    if not (bench / "split.json").is_file():
+        _log(f"building the {args.benchmark} benchmark in {bench} ...")
+        info = build_emoticon_benchmark(args.art, bench, n_users=args.users, seed=0)
+        _log(f"  {info['users']} users, split {info['split']}")
+    out = args.out or Path("results") / f"{args.benchmark}-{args.split}"
+    soft = _soft_adapter(args.soft, args.generator, "emoticon")
+    cache = args.cache_dir or _default_cache()
+    pmg = PMG.from_names(args.llm, args.generator, args.scorer, "none", cache_dir=cache, model_cache_dir=cache,
+                         threads=args.threads, soft=soft)
+    cfg = GenerationConfig(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance)
+    records = evaluate_split(pmg, bench, args.split, cfg, limit=args.limit)
+    note = ("The CLIP-style scorer used for selection is left out of these metrics, as in the paper. "
+            f"Models: {pmg.generator.name}, scorer {pmg.scorer.name}, LLM {pmg.extractor.llm.name}"
+            + (f", soft {pmg.soft.name}." if pmg.soft else ", no soft adapter."))
+    print(write_tables(records, out, bench, note))
+    print(f"\nwrote {out}/table2.md, table2.csv, weight_grid.csv, weight_grid.png, samples.png, results.jsonl")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"generate": cmd_generate, "keywords": cmd_keywords, "train-soft": cmd_train_soft}
+        commands = {"generate": cmd_generate, "keywords": cmd_keywords, "train-soft": cmd_train_soft, "eval": cmd_eval}
         return commands[args.command](args)
     except PMGError as e:
         print(f"error: {e}", file=sys.stderr)

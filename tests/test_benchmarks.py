@@ -80,3 +80,44 @@ def test_splits_do_not_leak_users_and_ground_truth_is_personal(art, tmp_path):
 def test_missing_art_is_explained(tmp_path):
     with pytest.raises(InputError, match="build_data"):
         build_emoticon_benchmark(tmp_path / "nope", tmp_path / "out")
+
+
+def test_eval_writes_every_table_row(art, tmp_path, tiny_pipe):
+    import csv
+
+    from helpers import ScriptedLLM
+    from test_output import ColourScorer
+
+    from pmg.api import PMG, GenerationConfig
+    from pmg.evaluation.run import evaluate_split, write_tables
+    from pmg.keywords.extract import KeywordExtractor
+
+    bench = tmp_path / "bm"
+    build_emoticon_benchmark(art, bench, n_users=40, seed=0)
+    llm = ScriptedLLM(lambda t: "happy; 2. red" if "just wrote" in t else "cat; 2. twemoji style")
+    pmg = PMG(KeywordExtractor(llm), tiny_pipe, ColourScorer())
+    records = evaluate_split(pmg, bench, "test", GenerationConfig(num_inference_steps=1), progress=False)
+    table = write_tables(records, tmp_path / "res", bench)
+    n_test = len(json.loads((bench / "split.json").read_text())["test"])
+    rows = list(csv.DictReader(open(tmp_path / "res" / "table2.csv")))
+    # no adapter: the soft rows collapse into PMG (said in the table); keywords ablations remain
+    assert [r["variant"] for r in rows] == ["PMG", "w/o soft embeddings", "w/o both"]
+    assert all(int(r["users"]) == n_test for r in rows)
+    for r in rows:
+        for m in ("lpips_history", "ssim_history", "lpips_target", "ssim_target"):
+            lo, mean, hi = float(r[f"{m}_ci_low"]), float(r[f"{m}_mean"]), float(r[f"{m}_ci_high"])
+            assert lo <= mean <= hi
+    assert "no soft adapter" in table
+    grid = list(csv.DictReader(open(tmp_path / "res" / "weight_grid.csv")))
+    assert [g["w_p:w_t"] for g in grid] == ["0:4", "1:3", "2:2", "3:1", "4:0"]
+    assert sum(int(g["chosen"]) for g in grid) == n_test
+    for name in ("weight_grid.png", "samples.png", "table2.md", "results.jsonl"):
+        assert (tmp_path / "res" / name).is_file()
+
+
+def test_bootstrap_ci():
+    from pmg.evaluation.stats import bootstrap_ci
+
+    m, lo, hi = bootstrap_ci([1.0, 2.0, 3.0, 4.0])
+    assert m == 2.5 and 1.0 <= lo < 2.5 < hi <= 4.0
+    assert bootstrap_ci([5.0, 5.0]) == (5.0, 5.0, 5.0)
