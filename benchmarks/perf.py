@@ -1,0 +1,85 @@
+"""Seconds per personalised image, by stage, measured in one run on this machine.
+
+    .venv/bin/python benchmarks/perf.py [--user examples/users/cat_lover.json] [--threads 2] [--repeats 3]
+
+Prints: LLM keywords cold (empty cache) and cached; soft embeddings (when an adapter is given);
+generation of the weight grid in one batched pass against the same candidates generated one call at
+a time (and the ratio); scoring; peak resident memory. Not a test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pmg.api import PMG, GenerationConfig  # noqa: E402
+from pmg.behaviours.schema import load_user  # noqa: E402
+from pmg.io.cache import JsonCache  # noqa: E402
+
+
+def timed(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--user", type=Path, default=Path("examples/users/cat_lover.json"))
+    ap.add_argument("--generator", default="pmg-mini")
+    ap.add_argument("--soft", default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    user = load_user(a.user)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        pmg = PMG.from_names(generator=a.generator, cache_dir=tmp, threads=a.threads, soft=a.soft)
+        load_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        kw = pmg.keywords(user)
+        cold = time.perf_counter() - t0
+        cached, _ = timed(lambda: pmg.keywords(user), a.repeats)
+    cfg = GenerationConfig(num_inference_steps=a.steps)
+    rows = [("load models", load_s), ("LLM keywords, cold", cold), ("LLM keywords, cached", cached)]
+    soft = None
+    if pmg.soft is not None:
+        s, soft = timed(lambda: pmg.soft.embed(kw), a.repeats)
+        rows.append(("soft embeddings", s))
+    pipe = pmg.generator
+    gen = lambda: pipe(kw.target, kw.preference, weights=cfg.weights, soft_embeds=soft,  # noqa: E731
+                       num_inference_steps=a.steps, generator=torch.Generator().manual_seed(0))
+    gen()  # warm-up
+    batched, out = timed(gen, a.repeats)
+    one_by_one = lambda: [pipe(kw.target, kw.preference, weights=[w], soft_embeds=soft,  # noqa: E731
+                               num_inference_steps=a.steps, generator=torch.Generator().manual_seed(0)) for w in cfg.weights]
+    sequential, _ = timed(one_by_one, a.repeats)
+    rows.append((f"generation, {len(cfg.weights)} candidates batched", batched))
+    rows.append((f"generation, {len(cfg.weights)} candidates one at a time", sequential))
+    score_s, _ = timed(lambda: (pmg.scorer.embed_images(out.images), pmg.scorer.embed_texts([", ".join(kw.target), ", ".join(kw.preference)])), a.repeats)
+    rows.append(("scoring", score_s))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"machine: {torch.get_num_threads()} torch threads, {a.steps} denoising steps, generator {pipe.name}")
+    for name, s in rows:
+        print(f"  {name:<44s} {s:8.3f} s")
+    print(f"  {'batched vs one-at-a-time speed-up':<44s} {sequential / batched:8.2f} x")
+    print(f"  {'keyword cache speed-up':<44s} {cold / max(cached, 1e-9):8.0f} x")
+    print(f"  {'peak resident memory':<44s} {peak_mb:8.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
