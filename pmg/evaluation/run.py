@@ -192,3 +192,39 @@ def write_tables(records: list[dict], out: Path, bench: Path, scorer_note: str =
         for r in records:
             f.write(json.dumps({k: v for k, v in r.items() if k != "_image"}) + "\n")
     return table
+
+
+def evaluate_movies_text(extractor, bench: Path, split: str, *, limit: int | None = None, progress: bool = True) -> list[dict]:
+    """Text-side metrics (no posters offline): do the preference keywords name the user's top
+    history genres, and do the target keywords name the target's genres?"""
+    from pmg.evaluation.benchmarks.movies import keyword_coverage
+
+    ids = json.loads((bench / "split.json").read_text())[split]
+    truth = json.loads((bench / "ground_truth.json").read_text())
+    ids = ids[:limit] if limit else ids
+    if progress:
+        from tqdm import tqdm
+
+        ids = tqdm(ids, desc=f"eval {bench.name}/{split}", unit="user")
+    out = []
+    for uid in ids:
+        kw = extractor(load_user(bench / "users" / f"{uid}.json"))
+        t = truth[uid]
+        out.append({"user_id": uid, "preference": kw.preference, "target_keywords": kw.target,
+                    "history_genre_coverage": keyword_coverage(kw.preference, t["history_genres"]),
+                    "target_genre_coverage": keyword_coverage(kw.target, [g for g in t["target_genres"] if g != "(no genres listed)"])})
+    return out
+
+
+def write_movie_table(records: list[dict], out: Path) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    rows = {m: bootstrap_ci([r[m] for r in records]) for m in ("history_genre_coverage", "target_genre_coverage")}
+    md = ["| metric | mean [95% CI] |", "|---|---|"] + [f"| {m} | {format_ci(*v, digits=3)} |" for m, v in rows.items()]
+    md.append(f"\nOver {len(records)} users: the share of the user's top-3 history genres named by the preference "
+              "keywords, and of the target's genres named by the target keywords.")
+    table = "\n".join(md)
+    (out / "movies_text.md").write_text(table + "\n")
+    with open(out / "results.jsonl", "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    return table
