@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-prefix", action="store_true", help="ablation: no P-Tuning v2 prefixes")
     t.add_argument("--val-fraction", type=float, default=0.1)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--split", default=None, help="with a benchmark's users/ folder: only this split (from ../split.json)")
+    t.add_argument("--limit", type=int, default=None, help="only the first N users")
     e = sub.add_parser("eval", help="run a benchmark split and write the paper's tables")
     e.add_argument("--benchmark", default="emoticons", choices=["emoticons", "movies"])
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -249,6 +251,15 @@ def cmd_train_soft(args) -> int:
     if not 0 <= args.val_fraction < 1:
         raise PMGError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     users = load_users(args.user)
+    if args.split:
+        split_file = args.user.parent / "split.json"
+        if not split_file.is_file():
+            raise PMGError(f"--split {args.split}: {split_file} not found")
+        keep = set(json.loads(split_file.read_text()).get(args.split, []))
+        users = [u for u in users if u.user_id in keep]
+    users = users[: args.limit] if args.limit else users
+    if not users:
+        raise PMGError("no users to train on")
     _log(f"{len(users)} users; loading models ...")
     cache_root = args.cache_dir or _default_cache()
     cache = None if args.no_cache else JsonCache(cache_root)
