@@ -15,6 +15,10 @@ def test_comma_list_and_junk():
     assert parse_keywords(ans) == ["comedy", "1990s", "animation"]
 
 
+def test_stopwords_alone_are_dropped():
+    assert parse_keywords("animal; 2. not; 3. style; 4. noto style; 5. The") == ["animal", "noto style"]
+
+
 def test_inline_numbering_without_separators():
     assert parse_keywords("romance 2. drama 3. ship") == ["romance", "drama", "ship"]
 

@@ -14,6 +14,12 @@ __all__ = ["parse_keywords", "normalize_keyword", "rank_keywords", "attribute_ke
 _STOP_LINE = re.compile(r"^\s*(###|human:|assistant:|user:|note:|explanation:|these keywords)", re.I)
 _ECHO = re.compile(r"^(the\s+)?(\d+\s+)?keywords?\s+(are|is)\s*:?", re.I)
 _PLACEHOLDER = re.compile(r"^(keyword|item|example)\s*\d*$", re.I)
+# single words that are never a preference on their own (small models emit them as list items)
+_STOPWORDS = {
+    "a", "an", "the", "and", "or", "not", "no", "yes", "none", "n/a", "etc", "other", "others", "more", "some",
+    "style", "styles", "color", "colour", "theme", "keyword", "keywords", "item", "items", "thing", "things",
+    "user", "users", "he", "she", "they", "it", "his", "her", "their", "with", "of", "in", "on", "for", "to",
+}
 _SPLIT = re.compile(r"\s*(?:;|,|\n|\|)\s*|\s+(?=\d{1,2}[.)]\s)")
 _NUMBER = re.compile(r"^\s*(?:\d{1,2}[.)]|[-*\u2022#])\s*")
 
@@ -49,6 +55,7 @@ def parse_keywords(answer: str, *, max_words: int = 4, max_chars: int = 40) -> l
             or k.isdigit()
             or ":" in k
             or not re.search(r"[a-zA-Z]", k)
+            or k.lower() in _STOPWORDS
         ):
             continue
         out.append(k)
