@@ -17,7 +17,10 @@ from pmg.keywords.parse import attribute_keywords, parse_keywords, rank_keywords
 from pmg.keywords.templates import PromptSet, load_prompt_set
 from pmg.llm.base import LLM, ChatRequest
 
-__all__ = ["KeywordResult", "KeywordExtractor"]
+__all__ = ["KeywordResult", "KeywordExtractor", "ALGORITHM_VERSION"]
+
+# bump when parsing or ranking changes, so cached keywords made the old way are not served
+ALGORITHM_VERSION = 3
 
 
 @dataclass
@@ -72,7 +75,7 @@ class KeywordExtractor:
         prompts = self._prompts_for(user)
         recent = user.recent(self.n_items, self.n_conversations)
         key = cache_key(
-            "keywords", recent.model_dump(mode="json", exclude={"user_id"}), prompts.version, self.llm.name,
+            "keywords", ALGORITHM_VERSION, recent.model_dump(mode="json", exclude={"user_id"}), prompts.version, self.llm.name,
             getattr(self.captioner, "name", None), self.top_k, self.n_target, self.max_new_tokens,
         )
         if self.cache and (hit := self.cache.get("keywords", key)) is not None:
