@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pmg.behaviours.schema import UserBehaviours
 from pmg.conditioning.encode import count_chunks, encode_prompts
 from pmg.errors import InputError
 from pmg.generation.objective import denoising_loss, is_flow_matching
+from pmg.io.atomic import torch_save_atomic
 from pmg.soft.model import SoftPreferenceModel, behaviour_prompt
 
 __all__ = ["SoftExample", "SoftTrainConfig", "build_examples", "split_users", "train_soft", "validation_loss"]
@@ -133,12 +133,6 @@ def validation_loss(model: SoftPreferenceModel | None, pipe, examples: list[Soft
     return total / count
 
 
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def train_soft(model: SoftPreferenceModel, pipe, train: list[SoftExample], val: list[SoftExample],
                cfg: SoftTrainConfig, out_dir: str | Path, progress: bool = True) -> dict:
     """Train, checkpointing to ``out_dir/checkpoint.pt`` (resumed if present); save the adapter to
@@ -196,7 +190,7 @@ def train_soft(model: SoftPreferenceModel, pipe, train: list[SoftExample], val: 
             model.train()
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             trainable = {k: v for k, v in model.state_dict().items() if k in trainable_names or k.startswith("llm.prompt_encoder")}
-            _save_atomic({"trainable": trainable, "opt": opt.state_dict(), "rng": gen.get_state(), "step": step, "log": log}, ckpt)
+            torch_save_atomic({"trainable": trainable, "opt": opt.state_dict(), "rng": gen.get_state(), "step": step, "log": log}, ckpt)
     if bar is not None:
         bar.close()
     model.eval()

@@ -18,7 +18,6 @@ weights on a fresh machine. ``RUN/threads`` (a number in a file) changes torch's
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import dataclasses
@@ -37,6 +36,8 @@ from pmg.conditioning.encode import encode_prompts
 from pmg.generation.codec import PixelShuffleCodec
 from pmg.generation.objective import denoising_loss
 from pmg.generation.text_encoders import load_minilm
+from pmg.io.atomic import torch_save_atomic
+from training.pmg_mini.common import config_from_cli
 
 HERE = Path(__file__).parent
 
@@ -137,12 +138,6 @@ def ema_update(ema, model, decay: float) -> None:
         pe.lerp_(pm, 1 - decay)
 
 
-def save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def export(ema, run: Path, step: int) -> None:
     """EMA weights in diffusers layout, fp16, ready to copy into models/pmg-mini/unet."""
     out = run / "export" / "unet"
@@ -238,18 +233,14 @@ def train(cfg: TrainConfig) -> None:
                 "py_rng": rng.getstate(),
                 "torch_rng": gen.get_state(),
             }
-            save_atomic(state, ckpt_path)
+            torch_save_atomic(state, ckpt_path)
         if step % cfg.export_every == 0 or step == cfg.steps:
             export(ema, run, step)
     bar.close()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(TrainConfig):
-        kind = {int: int, float: float}.get(type(f.default), str)
-        ap.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
-    train(TrainConfig(**vars(ap.parse_args())))
+    train(config_from_cli(TrainConfig, __doc__))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,9 @@ every image they describe (so "twemoji style" does not fight itself).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,8 @@ import torch.nn.functional as F
 
 from pmg.scoring.mini_clip import MiniCLIP, MiniCLIPConfig, mean_pool
 from pmg.generation.text_encoders import load_minilm
+from pmg.io.atomic import torch_save_atomic
+from training.pmg_mini.common import config_from_cli
 from training.pmg_mini.train_generator import load_data, read_threads
 
 
@@ -169,9 +169,8 @@ def train(cfg: ScorerConfig) -> None:
             bar.set_postfix(loss=f"{np.mean(losses):.3f}")
             t0, losses = time.time(), []
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            tmp = ckpt_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "rng": gen.get_state()}, tmp)
-            os.replace(tmp, ckpt_path)
+            torch_save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                               "step": step, "rng": gen.get_state()}, ckpt_path)
     bar.close()
     model.eval()
     metrics = retrieval_top5(model, xv, mv, tokenizer, encoder)
@@ -182,11 +181,7 @@ def train(cfg: ScorerConfig) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(ScorerConfig):
-        kind = {int: int, float: float}.get(type(f.default), str)
-        ap.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
-    train(ScorerConfig(**vars(ap.parse_args())))
+    train(config_from_cli(ScorerConfig, __doc__))
 
 
 if __name__ == "__main__":

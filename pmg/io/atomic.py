@@ -1,0 +1,17 @@
+"""Atomic writes: write beside the target, then rename, so a reader never sees half a file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["torch_save_atomic"]
+
+
+def torch_save_atomic(obj, path: str | Path) -> None:
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

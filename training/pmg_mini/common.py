@@ -1,0 +1,15 @@
+"""Shared by the pmg-mini training scripts."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+
+def config_from_cli(cls, doc: str | None):
+    """A dataclass config whose every field is a ``--flag`` (ints, floats, strings)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(cls):
+        kind = {int: int, float: float}.get(type(f.default), str)
+        ap.add_argument("--" + f.name.replace("_", "-"), type=kind, default=f.default)
+    return cls(**vars(ap.parse_args()))
