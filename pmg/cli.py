@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--generator", default="pmg-mini")
     e.add_argument("--scorer", default="pmg-mini")
     e.add_argument("--soft", default="auto")
+    e.add_argument("--adapters", type=Path, nargs="+", default=None,
+                   help="Table 3: evaluate these soft-embedding adapter folders (P-Tuning on/off x L) instead of Table 2")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--steps", type=int, default=20)
     e.add_argument("--guidance", type=float, default=4.0)
@@ -329,6 +331,15 @@ def cmd_eval(args) -> int:
     pmg = PMG.from_names(args.llm, args.generator, args.scorer, "none", cache_dir=cache, model_cache_dir=cache,
                          threads=args.threads, soft=soft)
     cfg = GenerationConfig(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance)
+    if args.adapters:
+        from pmg.evaluation.run import evaluate_adapters, write_table3
+        from pmg.soft.embedder import load_soft
+
+        adapters = {a.name: load_soft(a, generator=pmg.generator.name, embed_dim=pmg.generator.embed_dim, cache_dir=cache)
+                    for a in args.adapters}
+        print(write_table3(evaluate_adapters(pmg, adapters, bench, args.split, cfg, limit=args.limit), out))
+        print(f"\nwrote {out}/table3.md, table3.csv")
+        return 0
     records = evaluate_split(pmg, bench, args.split, cfg, limit=args.limit)
     note = ("The CLIP-style scorer used for selection is left out of these metrics, as in the paper. "
             f"Models: {pmg.generator.name}, scorer {pmg.scorer.name}, LLM {pmg.extractor.llm.name}"

@@ -21,3 +21,25 @@ def tiny_pipe():
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture
+def art(tmp_path):
+    """A tiny emoji-art folder in build_data's format: CONCEPTS x 3 styles, random 16 px images."""
+    import json
+
+    import numpy as np
+    from helpers import CONCEPTS
+
+    d = tmp_path / "art"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    meta, imgs = [], []
+    for h, label, group, sub in CONCEPTS:
+        for style in ("noto", "twemoji", "openmoji"):
+            meta.append({"hexcode": h, "emoji": chr(int(h, 16)), "label": label, "tags": [label.split()[0]],
+                         "group": group, "subgroup": sub, "style": style, "split": "train"})
+            imgs.append(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    np.save(d / "images.npy", np.stack(imgs))
+    (d / "meta.jsonl").write_text("\n".join(json.dumps(m) for m in meta) + "\n")
+    return d

@@ -129,3 +129,23 @@ class ScriptedLLM:
     def generate(self, requests):
         self.calls += len(requests)
         return [self.answer(r.user) for r in requests]
+
+
+# emoji concepts for fixture art folders (hexcode, label, group, subgroup)
+CONCEPTS = [  # hexcode, label, group, subgroup
+    ("1F600", "grinning face", "smileys-emotion", "face-smiling"),
+    ("1F602", "face with tears of joy", "smileys-emotion", "face-smiling"),
+    ("1F60D", "smiling face with heart-eyes", "smileys-emotion", "face-affection"),
+    ("1F622", "crying face", "smileys-emotion", "face-concerned"),
+    ("1F620", "angry face", "smileys-emotion", "face-negative"),
+    ("1F632", "astonished face", "smileys-emotion", "face-concerned"),
+    ("1F62B", "tired face", "smileys-emotion", "face-concerned"),
+    ("1F609", "winking face", "smileys-emotion", "face-smiling"),
+    ("1F63A", "grinning cat", "smileys-emotion", "cat-face"),
+    ("1F639", "cat with tears of joy", "smileys-emotion", "cat-face"),
+    ("1F63B", "smiling cat with heart-eyes", "smileys-emotion", "cat-face"),
+    ("1F63C", "cat with wry smile", "smileys-emotion", "cat-face"),
+    ("1F63D", "kissing cat", "smileys-emotion", "cat-face"),
+    ("1F431", "cat face", "animals-nature", "animal-mammal"),
+    ("1F408", "cat", "animals-nature", "animal-mammal"),
+]

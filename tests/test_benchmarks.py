@@ -1,47 +1,11 @@
 import hashlib
 import json
 
-import numpy as np
 import pytest
 
 from pmg.behaviours.schema import load_users
 from pmg.errors import InputError
 from pmg.evaluation.benchmarks.emoticons import build_emoticon_benchmark
-
-CONCEPTS = [  # hexcode, label, group, subgroup
-    ("1F600", "grinning face", "smileys-emotion", "face-smiling"),
-    ("1F602", "face with tears of joy", "smileys-emotion", "face-smiling"),
-    ("1F60D", "smiling face with heart-eyes", "smileys-emotion", "face-affection"),
-    ("1F622", "crying face", "smileys-emotion", "face-concerned"),
-    ("1F620", "angry face", "smileys-emotion", "face-negative"),
-    ("1F632", "astonished face", "smileys-emotion", "face-concerned"),
-    ("1F62B", "tired face", "smileys-emotion", "face-concerned"),
-    ("1F609", "winking face", "smileys-emotion", "face-smiling"),
-    ("1F63A", "grinning cat", "smileys-emotion", "cat-face"),
-    ("1F639", "cat with tears of joy", "smileys-emotion", "cat-face"),
-    ("1F63B", "smiling cat with heart-eyes", "smileys-emotion", "cat-face"),
-    ("1F63C", "cat with wry smile", "smileys-emotion", "cat-face"),
-    ("1F63D", "kissing cat", "smileys-emotion", "cat-face"),
-    ("1F431", "cat face", "animals-nature", "animal-mammal"),
-    ("1F408", "cat", "animals-nature", "animal-mammal"),
-]
-
-
-@pytest.fixture
-def art(tmp_path):
-    d = tmp_path / "art"
-    d.mkdir()
-    rng = np.random.default_rng(0)
-    meta, imgs = [], []
-    for h, label, group, sub in CONCEPTS:
-        for style in ("noto", "twemoji", "openmoji"):
-            meta.append({"hexcode": h, "emoji": chr(int(h, 16)), "label": label, "tags": [label.split()[0]],
-                         "group": group, "subgroup": sub, "style": style, "split": "train"})
-            imgs.append(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
-    np.save(d / "images.npy", np.stack(imgs))
-    (d / "meta.jsonl").write_text("\n".join(json.dumps(m) for m in meta) + "\n")
-    return d
-
 
 def _digest(folder):
     h = hashlib.sha256()

@@ -126,3 +126,28 @@ def test_pipeline_uses_soft_embeddings(llm_dir, tmp_path):
     import numpy as np
 
     assert np.abs(np.asarray(with_soft.best_image, float) - np.asarray(without.best_image, float)).max() > 0
+
+
+def test_table3_has_a_row_per_adapter(llm_dir, tmp_path, tiny_pipe, art):
+    import csv
+    import json
+
+    from helpers import ScriptedLLM
+    from test_output import ColourScorer
+
+    from pmg.api import PMG, GenerationConfig
+    from pmg.evaluation.benchmarks.emoticons import build_emoticon_benchmark
+    from pmg.evaluation.run import evaluate_adapters, write_table3
+    from pmg.keywords.extract import KeywordExtractor
+    from pmg.soft.embedder import SoftEmbedder
+
+    build_emoticon_benchmark(art, tmp_path / "bm", n_users=60)
+    pmg = PMG(KeywordExtractor(ScriptedLLM(lambda t: "red; 2. cat")), tiny_pipe, ColourScorer())
+    adapters = {f"L{L}-{p}": SoftEmbedder(_soft(llm_dir, num_mm_tokens=L, use_prefix=p)) for L in (2, 4) for p in (True, False)}
+    recs = evaluate_adapters(pmg, adapters, tmp_path / "bm", "test", GenerationConfig(num_inference_steps=1))
+    table = write_table3(recs, tmp_path / "res")
+    rows = list(csv.DictReader(open(tmp_path / "res" / "table3.csv")))
+    assert [(r["p_tuning"], r["L"]) for r in rows] == [("True", "2"), ("True", "4"), ("False", "2"), ("False", "4")]
+    n_test = len(json.loads((tmp_path / "bm" / "split.json").read_text())["test"])
+    assert n_test > 0 and all(int(r["users"]) == n_test for r in rows)
+    assert table.count("\n") == 5

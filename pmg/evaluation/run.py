@@ -228,3 +228,34 @@ def write_movie_table(records: list[dict], out: Path) -> str:
         for r in records:
             f.write(json.dumps(r) + "\n")
     return table
+
+
+def evaluate_adapters(pmg: PMG, adapters: dict[str, object], bench: Path, split: str, config: GenerationConfig,
+                      *, limit: int | None = None) -> list[dict]:
+    """Table 3: the full PMG variant once per soft-embedding adapter (a ``SoftEmbedder`` each)."""
+    records = []
+    for name, soft in adapters.items():
+        pmg.soft = soft
+        cfg = soft.model.config
+        for r in evaluate_split(pmg, bench, split, config, limit=limit, variants=(TABLE2_VARIANTS[0],), progress=False):
+            records.append({**r, "adapter": name, "p_tuning": cfg.use_prefix, "L": cfg.num_mm_tokens})
+    return records
+
+
+def write_table3(records: list[dict], out: Path) -> str:
+    """LPIPS / SSIM against the history for with/without P-Tuning x L (paper Table 3)."""
+    out.mkdir(parents=True, exist_ok=True)
+    keys = sorted({(r["p_tuning"], r["L"]) for r in records}, key=lambda k: (not k[0], k[1]))
+    md = ["| P-Tuning v2 | L | LPIPS history ↓ | SSIM history ↑ | users |", "|---|---|---|---|---|"]
+    with open(out / "table3.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["p_tuning", "L", "lpips_history_mean", "lpips_history_ci_low", "lpips_history_ci_high",
+                    "ssim_history_mean", "ssim_history_ci_low", "ssim_history_ci_high", "users"])
+        for pt, L in keys:
+            rs = [r for r in records if r["p_tuning"] == pt and r["L"] == L]
+            lp, ss = bootstrap_ci([r["lpips_history"] for r in rs]), bootstrap_ci([r["ssim_history"] for r in rs])
+            w.writerow([pt, L, *[f"{x:.6f}" for x in (*lp, *ss)], len(rs)])
+            md.append(f"| {'yes' if pt else 'no'} | {L} | {format_ci(*lp)} | {format_ci(*ss)} | {len(rs)} |")
+    table = "\n".join(md)
+    (out / "table3.md").write_text(table + "\n")
+    return table
