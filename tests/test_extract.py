@@ -72,3 +72,12 @@ def test_long_text_is_summarised_by_the_llm():
     res = KeywordExtractor(ScriptedLLM(ans))(u)
     assert any("summarize this movie" in s for s in seen)
     assert "This movie is about a cat." in res.behaviour_text[0]
+
+
+def test_item_target_fallback_uses_title_and_attributes():
+    u = parse_user({"scenario": "movie", "history": [{"title": "Up (2009)"}],
+                    "target": {"item": {"title": "Titanic (1997)", "attributes": {"genres": "Drama|Romance"}}}})
+    res = KeywordExtractor(ScriptedLLM(lambda t: "(2014, junk (2013" if "5 keywords" in t else "up"))(u)
+    assert res.target == ["titanic", "drama", "romance"]
+    res = KeywordExtractor(ScriptedLLM(lambda t: "theirsel; 2. ship; 3. romance"))(u)
+    assert res.target[0] == "romance" and set(res.target) == {"romance", "titanic", "drama", "ship", "theirsel"}

@@ -15,6 +15,12 @@ def test_comma_list_and_junk():
     assert parse_keywords(ans) == ["comedy", "1990s", "animation"]
 
 
+def test_titles_with_years_are_banned_and_fragments_dropped():
+    out = rank_keywords([["finding nemo", "comedy"]], banned=["Finding Nemo (2003)"])
+    assert out == ["comedy"]
+    assert parse_keywords("timanic (2014, a borgesburger (2013, romance") == ["romance"]
+
+
 def test_stopwords_alone_are_dropped():
     assert parse_keywords("animal; 2. not; 3. style; 4. noto style; 5. The") == ["animal", "noto style"]
 

@@ -20,7 +20,7 @@ from pmg.llm.base import LLM, ChatRequest
 __all__ = ["KeywordResult", "KeywordExtractor", "ALGORITHM_VERSION"]
 
 # bump when parsing or ranking changes, so cached keywords made the old way are not served
-ALGORITHM_VERSION = 3
+ALGORITHM_VERSION = 5
 
 
 @dataclass
@@ -117,7 +117,11 @@ class KeywordExtractor:
             examples=prompts.examples, banned=banned, support=from_attributes, top_k=self.top_k,
         )
         target_evidence = [user.target.message or ""] + ([user.target.item.title, user.target.item.text] if user.target.item else [])
-        target = rank_keywords([target_kws], evidence=target_evidence, examples=prompts.examples, top_k=self.n_target)
+        target_lists = [target_kws]
+        if user.target.item is not None:  # the item's own title and attributes: one more, grounded, vote
+            target_lists.append(self._fallback_target(user))
+            target_evidence += list(user.target.item.attributes.values())
+        target = rank_keywords(target_lists, evidence=target_evidence, examples=prompts.examples, top_k=self.n_target)
         if not target:
             target = self._fallback_target(user)
             warnings.append(f"the LLM gave no usable target keywords ({raw['__target__']!r}); used the target's own words")
@@ -141,5 +145,13 @@ class KeywordExtractor:
         return ChatRequest(prompts.principle, text, prompts.target_prefix, self.max_new_tokens)
 
     def _fallback_target(self, user: UserBehaviours) -> list[str]:
-        source = user.target.message if user.target.message else user.target.item.title
-        return [clean_field(source)][: self.n_target]
+        """The target's own words: the message, or the item's title (year dropped) and attribute values."""
+        import re
+
+        if user.target.message:
+            return [clean_field(user.target.message)]
+        it = user.target.item
+        words = [re.sub(r"\s*\(\d{4}\)", "", clean_field(it.title))]
+        for v in it.attributes.values():
+            words += [w.strip().lower() for w in re.split(r"[|,;/]", v) if w.strip()]
+        return list(dict.fromkeys(words))[: self.n_target]

@@ -56,6 +56,7 @@ def parse_keywords(answer: str, *, max_words: int = 4, max_chars: int = 40) -> l
             or ":" in k
             or not re.search(r"[a-zA-Z]", k)
             or k.lower() in _STOPWORDS
+            or any(c in k for c in "()[]{}\"")  # half a title or a quotation, not a keyword
         ):
             continue
         out.append(k)
@@ -132,6 +133,7 @@ def rank_keywords(
     ex = {normalize_keyword(e) for e in examples}
     sup = {normalize_keyword(k): v for k, v in (support or {}).items()}
     ban = {normalize_keyword(b) for b in banned}
+    ban |= {normalize_keyword(re.sub(r"\(\d{4}\)", "", b)) for b in banned}  # "Toy Story (1995)" bans "toy story"
     evidence = list(evidence)
     for a, kws in enumerate(answers):
         seen = set()
