@@ -41,6 +41,28 @@ class KeywordResult:
         return asdict(self)
 
 
+class CachedLLM:
+    """Raw answers cached by model and exact request: a change to parsing or ranking re-ranks
+    cached answers instead of asking the LLM again."""
+
+    def __init__(self, llm: LLM, cache: JsonCache | None):
+        self.llm, self.cache, self.name, self.calls = llm, cache, llm.name, 0
+
+    def generate(self, requests: list[ChatRequest]) -> list[str]:
+        if self.cache is None:
+            self.calls += len(requests)
+            return self.llm.generate(requests)
+        keys = [cache_key("llm-answer", self.llm.name, r.system, r.user, r.prefix, r.max_new_tokens) for r in requests]
+        out = [self.cache.get("llm-answers", k) for k in keys]
+        todo = [i for i, o in enumerate(out) if o is None]
+        if todo:
+            self.calls += len(todo)
+            for i, ans in zip(todo, self.llm.generate([requests[i] for i in todo])):
+                out[i] = ans
+                self.cache.put("llm-answers", keys[i], ans)
+        return out
+
+
 class KeywordExtractor:
     def __init__(
         self,
@@ -82,13 +104,14 @@ class KeywordExtractor:
             return KeywordResult(**{**hit, "cached": True, "llm_calls": 0})
 
         warnings = [f"{f}: instruction-like text {p!r} kept as plain text" for f, p in found]
-        describer = ItemDescriber(self.llm, prompts, self.captioner, self.cache)
+        llm = CachedLLM(self.llm, self.cache)
+        describer = ItemDescriber(llm, prompts, self.captioner, self.cache)
         history = describer.describe(recent.history) if recent.history else []
         long = [i for i, it in enumerate(recent.history) if len(it.text) > SUMMARY_INPUT_CHARS]
         if long:
             warnings.append(f"history items {long}: only the first {SUMMARY_INPUT_CHARS} characters were summarised")
         convs = [clean_field(c) for c in recent.conversations]
-        raw, per_attr, calls = {}, {}, describer.llm_calls
+        raw, per_attr = {}, {}
         reqs, names = [], []
         if history:
             hist_text = "\n".join(f"{i + 1}. {h}" for i, h in enumerate(history))
@@ -101,8 +124,8 @@ class KeywordExtractor:
             warnings.append("empty history: generating without personalisation (no preference keywords)")
         reqs.append(self._target_request(user, prompts))
         names.append("__target__")
-        answers = self.llm.generate(reqs)
-        calls += len(reqs)
+        answers = llm.generate(reqs)
+        calls = llm.calls
         for n, ans in zip(names, answers):
             raw[n] = ans
             per_attr[n] = parse_keywords(ans)
