@@ -24,6 +24,13 @@ def vocabulary(data: Path) -> list[str]:
     return sorted(w for w in words if len(w) <= 40)
 
 
+def _replace_folder(src: Path, dst: Path, missing: str) -> None:
+    if not src.is_dir():
+        raise SystemExit(f"{src} is missing: {missing}")
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+
+
 def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path) -> dict:
     from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -31,10 +38,7 @@ def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path)
     info = {}
     if gen_run is not None:
         src = gen_run / "export" / "unet"
-        if not src.is_dir():
-            raise SystemExit(f"{src} is missing: the generator run has not exported yet")
-        shutil.rmtree(out / "unet", ignore_errors=True)
-        shutil.copytree(src, out / "unet")
+        _replace_folder(src, out / "unet", "the generator run has not exported yet")
         info["generator_step"] = json.loads((src / "train_step.json").read_text())["step"]
         FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0).save_pretrained(out / "scheduler")
         PixelShuffleCodec(factor=2, image_size=32).save_pretrained(out / "codec")
@@ -49,10 +53,7 @@ def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path)
         (out / "model_index.json").write_text(json.dumps(index, indent=2))
     if scorer_run is not None:
         src = scorer_run / "export" / "scorer"
-        if not src.is_dir():
-            raise SystemExit(f"{src} is missing: the scorer run has not finished")
-        shutil.rmtree(out / "scorer", ignore_errors=True)
-        shutil.copytree(src, out / "scorer")
+        _replace_folder(src, out / "scorer", "the scorer run has not finished")
         if (scorer_run / "metrics.json").exists():
             shutil.copy(scorer_run / "metrics.json", out / "scorer" / "metrics.json")
     (out / "vocabulary.txt").write_text("\n".join(vocabulary(data)) + "\n")
