@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--generator", default="pmg-mini")
     ap.add_argument("--soft", default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own)")
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -61,6 +61,7 @@ def main() -> None:
         s, soft = timed(lambda: pmg.soft.embed(kw), a.repeats)
         rows.append(("soft embeddings", s))
     pipe = pmg.generator
+    a.steps = a.steps or pipe.default_steps
     gen = lambda: pipe(kw.target, kw.preference, weights=cfg.weights, soft_embeds=soft,  # noqa: E731
                        num_inference_steps=a.steps, generator=torch.Generator().manual_seed(0))
     gen()  # warm-up

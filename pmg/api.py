@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ class GenerationConfig:
     seed: int = 0
     alpha: float = 0.5
     weights: tuple[tuple[float, float], ...] = DEFAULT_GRID
-    num_inference_steps: int = 20
+    num_inference_steps: int | None = None  # None: the generator's default_steps (pmg-mini: 12)
     guidance_scale: float = 4.0
     negative_prompt: str = ""
     use_keywords: bool = True  # False: the paper's "without keywords" ablation
@@ -48,7 +49,7 @@ class GenerationConfig:
     def __post_init__(self):
         if not 0 <= self.alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.num_inference_steps < 1:
+        if self.num_inference_steps is not None and self.num_inference_steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.num_inference_steps}")
         for wp, wt in self.weights:
             normalize_weights(wp, wt)
@@ -138,6 +139,8 @@ class PMG:
     def generate(self, user: UserBehaviours, config: GenerationConfig | None = None, *, keywords: KeywordResult | None = None,
                  callback=None) -> PMGResult:
         config = config or GenerationConfig()
+        if config.num_inference_steps is None:  # resolved here so the manifest records the steps used
+            config = dataclasses.replace(config, num_inference_steps=self.generator.default_steps)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         kw = keywords or self.extractor(user)

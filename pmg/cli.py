@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--alpha", type=float, default=0.5, help="z = a log d_p + (1-a) log d_t")
     g.add_argument("--weights", default="0:4,1:3,2:2,3:1,4:0", help="grid of w_p:w_t ratios")
-    g.add_argument("--steps", type=int, default=20, help="denoising steps")
+    g.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own, 12 for pmg-mini)")
     g.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     g.add_argument("--negative-prompt", default="")
     g.add_argument("--no-keywords", action="store_true", help="ablation: do not condition on preference keywords")
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--adapters", type=Path, nargs="+", default=None,
                    help="Table 3: evaluate these soft-embedding adapter folders (P-Tuning on/off x L) instead of Table 2")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--steps", type=int, default=20)
+    e.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own)")
     e.add_argument("--guidance", type=float, default=4.0)
     e.add_argument("--cache-dir", type=Path, default=None)
     e.add_argument("--threads", type=int, default=_default_threads())
@@ -196,7 +196,7 @@ def cmd_generate(args) -> int:
     if not args.no_progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.num_inference_steps, desc="denoising", unit="step", file=sys.stderr)
+        bar = tqdm(total=config.num_inference_steps or pmg.generator.default_steps, desc="denoising", unit="step", file=sys.stderr)
 
     def progress(i, n):
         if bar is not None:

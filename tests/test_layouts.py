@@ -30,6 +30,31 @@ def test_pmg_mini_layout_loads(tmp_path):
     pipe = load_generator(save_tiny_pmg_mini(tmp_path / "mini"))
     assert pipe.name == "tiny-mini" and pipe.window == 16
     assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
+    assert pipe.default_steps == 20  # no default_steps in model_index.json
+
+
+def test_model_default_steps_are_used_and_checked(tmp_path):
+    import json
+
+    import pytest
+
+    from pmg.errors import ModelLoadError
+
+    folder = save_tiny_pmg_mini(tmp_path / "mini")
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "default_steps": 3}))
+    pipe = load_generator(folder)
+    assert pipe.default_steps == 3
+    calls = []
+    pipe(["cat"], None, weights=[(0, 1)], generator=torch.Generator().manual_seed(0), callback=lambda i, n: calls.append(n))
+    assert calls == [3, 3, 3]
+    calls.clear()
+    pipe(["cat"], None, weights=[(0, 1)], num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+         callback=lambda i, n: calls.append(n))
+    assert calls == [2, 2]
+    (folder / "model_index.json").write_text(json.dumps({**index, "default_steps": 0}))
+    with pytest.raises(ModelLoadError, match="default_steps must be a positive integer, got 0"):
+        load_generator(folder)
 
 
 def test_clip_scorer_from_folder(tmp_path):

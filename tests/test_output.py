@@ -55,3 +55,13 @@ def test_no_keywords_ablation_makes_one_target_only_candidate(tiny_pipe):
     pmg = PMG(KeywordExtractor(ScriptedLLM(_answer)), tiny_pipe, ColourScorer())
     res = pmg.generate(parse_user(USER), GenerationConfig(num_inference_steps=1, use_keywords=False))
     assert [(c.w_p, c.w_t) for c in res.candidates] == [(0.0, 1.0)]
+
+
+def test_unset_steps_resolve_to_the_generator_default():
+    from helpers import tiny_pipeline
+
+    pipe = tiny_pipeline(0)
+    pipe.default_steps = 2
+    pmg = PMG(KeywordExtractor(ScriptedLLM(_answer)), pipe, ColourScorer())
+    res = pmg.generate(parse_user(USER), GenerationConfig(use_keywords=False))
+    assert res.config.num_inference_steps == 2

@@ -69,4 +69,7 @@ def load_generator(spec: str | Path, *, scheduler: str | None = None, dtype: tor
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(f"could not load the generator from {folder}: {e}") from None
     name = index.get("name") or folder.name
-    return PMGPipeline(unet, sched, codec, tokenizer, text_encoder, name=name).to(device)
+    steps = index.get("default_steps", 20)  # the model's own recommendation (pmg-mini: measured, see its card)
+    if not isinstance(steps, int) or steps < 1:
+        raise ModelLoadError(f"{index_path}: default_steps must be a positive integer, got {steps!r}")
+    return PMGPipeline(unet, sched, codec, tokenizer, text_encoder, name=name, default_steps=steps).to(device)

@@ -45,10 +45,13 @@ class PMGPipeline:
     """
 
     def __init__(self, unet, scheduler, codec, tokenizer, text_encoder, name: str = "generator",
-                 max_chunks: int = 4):
+                 max_chunks: int = 4, default_steps: int = 20):
         self.unet, self.scheduler, self.codec = unet.eval(), scheduler, codec
         self.tokenizer, self.text_encoder = tokenizer, text_encoder.eval()
         self.name, self.max_chunks = name, max_chunks
+        if int(default_steps) < 1:
+            raise ValueError(f"default_steps must be >= 1, got {default_steps}")
+        self.default_steps = int(default_steps)  # used when a call passes num_inference_steps=None
 
     @property
     def device(self) -> torch.device:
@@ -129,7 +132,7 @@ class PMGPipeline:
         target_embeds: torch.Tensor | None = None,
         preference_embeds: torch.Tensor | None = None,
         negative_prompt: str = "",
-        num_inference_steps: int = 20,
+        num_inference_steps: int | None = None,
         guidance_scale: float = 4.0,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
@@ -137,6 +140,7 @@ class PMGPipeline:
         callback: Callable[[int, int], None] | None = None,
     ) -> PMGGenerationOutput:
         weights = [tuple(w) for w in weights]
+        num_inference_steps = self.default_steps if num_inference_steps is None else num_inference_steps
         # 2. encode the two conditions separately (precomputed embeddings win)
         if target_embeds is None:
             target_embeds = self.encode_keywords(target_keywords)

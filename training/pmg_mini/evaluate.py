@@ -136,7 +136,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("data/pmg-mini"))
     ap.add_argument("--grid", type=Path, default=Path("docs/pmg-mini-grid.png"))
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's default_steps)")
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -145,8 +145,10 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     skip = set(a.skip.split(","))
     pipe = load_generator(a.model)
+    a.steps = a.steps or pipe.default_steps
     meta = load_meta(a.data)
-    results = {"model": a.model, "train_step": json.loads((Path(a.model) / "model_index.json").read_text()).get("train_step")}
+    results = {"model": a.model, "train_step": json.loads((Path(a.model) / "model_index.json").read_text()).get("train_step"),
+               "steps": a.steps}
     if "grid" not in skip:
         sample_grid(pipe, meta, a.data, a.grid, a.seed, a.steps, a.guidance)
         results["grid"] = str(a.grid)

@@ -49,6 +49,9 @@ def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path)
             "max_length": 32,
             "image_size": 32,
             "train_step": info["generator_step"],
+            # 12 Euler steps score as well as 20 on the conditioning bars (step 5000: 39.5% vs 38.0%
+            # caption top-1, 86.5% style both) and fit the < 1 s grid; see models/pmg-mini/README.md
+            "default_steps": 12,
         }
         (out / "model_index.json").write_text(json.dumps(index, indent=2))
     if scorer_run is not None:
