@@ -129,7 +129,7 @@ class PMG:
         if soft is not None:
             from pmg.soft.embedder import load_soft
 
-            soft_obj = load_soft(soft, generator=pipe.name, embed_dim=pipe.embed_dim,
+            soft_obj = load_soft(soft, generator=pipe.name, embed_dim=pipe.embed_dim, generator_revision=pipe.revision,
                                  cache_dir=model_cache_dir if model_cache_dir is not None else default_cache_dir())
         return cls(extractor, pipe, scorer_obj, soft=soft_obj)
 

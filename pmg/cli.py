@@ -291,7 +291,8 @@ def cmd_train_soft(args) -> int:
     torch.manual_seed(args.seed)
     try:
         soft_cfg = SoftConfig(num_virtual_tokens=args.num_virtual_tokens, num_mm_tokens=args.num_mm_tokens,
-                              use_prefix=not args.no_prefix, embed_dim=pipe.embed_dim, llm=str(soft_llm), generator=pipe.name)
+                              use_prefix=not args.no_prefix, embed_dim=pipe.embed_dim, llm=str(soft_llm), generator=pipe.name,
+                              generator_revision=pipe.revision)
     except ValueError as e:
         raise PMGError(str(e)) from None
     soft = SoftPreferenceModel(model, tok, soft_cfg)
@@ -335,7 +336,8 @@ def cmd_eval(args) -> int:
         from pmg.evaluation.run import evaluate_adapters, write_table3
         from pmg.soft.embedder import load_soft
 
-        adapters = {a.name: load_soft(a, generator=pmg.generator.name, embed_dim=pmg.generator.embed_dim, cache_dir=cache)
+        adapters = {a.name: load_soft(a, generator=pmg.generator.name, embed_dim=pmg.generator.embed_dim,
+                                      generator_revision=pmg.generator.revision, cache_dir=cache)
                     for a in args.adapters}
         print(write_table3(evaluate_adapters(pmg, adapters, bench, args.split, cfg, limit=args.limit), out))
         print(f"\nwrote {out}/table3.md, table3.csv")

@@ -1,5 +1,7 @@
 """Soft preference embeddings on tiny seeded models (issue 4's checks)."""
 
+import json
+
 import pytest
 import torch
 from helpers import save_tiny_llama, tiny_pipeline
@@ -87,6 +89,12 @@ def test_save_load_gives_identical_embeddings(llm_dir, tmp_path):
     with pytest.raises(ModelLoadError, match="trained for generator 'tiny', not 'pmg-mini'"):
         SoftPreferenceModel.from_pretrained(tmp_path / "ad", AutoModelForCausalLM.from_pretrained(llm_dir),
                                             AutoTokenizer.from_pretrained(llm_dir), generator="pmg-mini")
+    # an adapter fitted to other weights of the same generator still loads, with a warning naming both
+    cfg_file = tmp_path / "ad" / "soft_config.json"
+    cfg_file.write_text(json.dumps({**json.loads(cfg_file.read_text()), "generator_revision": "step-1"}))
+    with pytest.warns(UserWarning, match="trained against tiny step-1, the generator loaded is step-2"):
+        SoftPreferenceModel.from_pretrained(tmp_path / "ad", AutoModelForCausalLM.from_pretrained(llm_dir),
+                                            AutoTokenizer.from_pretrained(llm_dir), generator="tiny", generator_revision="step-2")
 
 
 def test_resume_continues_the_same_loss_curve(llm_dir, tmp_path):

@@ -72,4 +72,5 @@ def load_generator(spec: str | Path, *, scheduler: str | None = None, dtype: tor
     steps = index.get("default_steps", 20)  # the model's own recommendation (pmg-mini: measured, see its card)
     if not isinstance(steps, int) or steps < 1:
         raise ModelLoadError(f"{index_path}: default_steps must be a positive integer, got {steps!r}")
-    return PMGPipeline(unet, sched, codec, tokenizer, text_encoder, name=name, default_steps=steps).to(device)
+    return PMGPipeline(unet, sched, codec, tokenizer, text_encoder, name=name, default_steps=steps,
+                       revision=index.get("revision") or (f"step-{index['train_step']}" if "train_step" in index else None)).to(device)

@@ -45,12 +45,13 @@ class PMGPipeline:
     """
 
     def __init__(self, unet, scheduler, codec, tokenizer, text_encoder, name: str = "generator",
-                 max_chunks: int = 4, default_steps: int = 20):
+                 max_chunks: int = 4, default_steps: int = 20, revision: str | None = None):
         self.unet, self.scheduler, self.codec = unet.eval(), scheduler, codec
         self.tokenizer, self.text_encoder = tokenizer, text_encoder.eval()
         self.name, self.max_chunks = name, max_chunks
         if int(default_steps) < 1:
             raise ValueError(f"default_steps must be >= 1, got {default_steps}")
+        self.revision = revision  # e.g. "step-5000": soft-embedding adapters record what they were fitted to
         self.default_steps = int(default_steps)  # used when a call passes num_inference_steps=None
 
     @property

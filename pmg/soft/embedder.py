@@ -24,7 +24,7 @@ class SoftEmbedder:
 
 
 def load_soft(adapter: str | Path, *, llm: str | None = None, generator: str | None = None,
-              embed_dim: int | None = None, cache_dir: str | Path | None = None) -> SoftEmbedder:
+              embed_dim: int | None = None, generator_revision: str | None = None, cache_dir: str | Path | None = None) -> SoftEmbedder:
     """Load an adapter folder onto its LLM (``llm`` overrides the name it records)."""
     import json
 
@@ -40,5 +40,6 @@ def load_soft(adapter: str | Path, *, llm: str | None = None, generator: str | N
     if isinstance(target, str):
         raise ModelLoadError("soft embeddings need the LLM's weights (a folder or .gguf file), not an HTTP endpoint")
     model, tok = load_causal_lm(target, cache_dir=cache_dir)
-    soft = SoftPreferenceModel.from_pretrained(adapter, model, tok, generator=generator, embed_dim=embed_dim)
+    soft = SoftPreferenceModel.from_pretrained(adapter, model, tok, generator=generator, embed_dim=embed_dim,
+                                               generator_revision=generator_revision)
     return SoftEmbedder(soft, name=f"soft:{adapter.name}")

@@ -36,6 +36,8 @@ class SoftConfig:
         use_prefix: P-Tuning v2 on (paper) or off (Table 3 ablation).
         embed_dim: the generator's text-embedding width (cross_attention_dim).
         llm, generator: names of the models the adapter was trained with (checked on load).
+        generator_revision: the generator's weights revision (pmg-mini: its training step); a different
+            revision on load gives a warning (the adapter still runs, but was fitted to other weights).
         max_prompt_tokens: the behaviour prompt is refused beyond this (no silent truncation).
     """
 
@@ -45,6 +47,7 @@ class SoftConfig:
     embed_dim: int = 384
     llm: str = "smollm2"
     generator: str = "pmg-mini"
+    generator_revision: str | None = None
     max_prompt_tokens: int = 1024
     init_scale: float = 0.01
 
@@ -134,7 +137,7 @@ class SoftPreferenceModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, llm: nn.Module, tokenizer, *, generator: str | None = None,
-                        embed_dim: int | None = None) -> "SoftPreferenceModel":
+                        embed_dim: int | None = None, generator_revision: str | None = None) -> "SoftPreferenceModel":
         """Load an adapter onto ``llm``; refuses one trained for another generator."""
         from safetensors.torch import load_file
 
@@ -144,6 +147,12 @@ class SoftPreferenceModel(nn.Module):
         config = SoftConfig(**json.loads((folder / SOFT_CONFIG_NAME).read_text()))
         if generator is not None and generator != config.generator:
             raise ModelLoadError(f"adapter {folder} was trained for generator {config.generator!r}, not {generator!r}")
+        if generator_revision and config.generator_revision and generator_revision != config.generator_revision:
+            import warnings
+
+            warnings.warn(f"adapter {folder} was trained against {config.generator} {config.generator_revision}, "
+                          f"the generator loaded is {generator_revision}: retrain it (pmg train-soft) for best results",
+                          stacklevel=2)
         if embed_dim is not None and embed_dim != config.embed_dim:
             raise ModelLoadError(f"adapter {folder} maps to {config.embed_dim}-d embeddings; the generator uses {embed_dim}")
         model = cls(llm, tokenizer, dataclasses.replace(config, init_scale=config.init_scale))
