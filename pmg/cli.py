@@ -298,7 +298,7 @@ def cmd_train_soft(args) -> int:
     soft = SoftPreferenceModel(model, tok, soft_cfg)
     _log(f"training on {len(train)} users, validating on {len(val)}")
     log = train_soft(soft, pipe, train, val, cfg, args.out)
-    print(json.dumps({k: log.get(k) for k in ("val_init", "val_keywords_only", "val_trained", "seconds")}, indent=2))
+    print(json.dumps({k: log.get(k) for k in ("val_init", "val_keywords_only", "val_trained", "best_step", "val_last", "seconds")}, indent=2))
     return 0
 
 

@@ -75,6 +75,22 @@ def test_training_lowers_loss_and_touches_only_trainable_weights(llm_dir, tmp_pa
     assert set(changed) == set(trainable) and any("prompt_encoder" in k for k in changed)
 
 
+def test_saved_adapter_is_the_best_validation_round(llm_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    pipe = tiny_pipeline(0)
+    ex = _examples(tmp_path)
+    log = train_soft(_soft(llm_dir), pipe, ex[:4], ex[4:], SoftTrainConfig(steps=12, batch_size=4, lr=3e-1, val_every=3),
+                     tmp_path / "ad", progress=False)
+    vals = [v for _, v in log["val"]]
+    assert len(vals) == 4 and log["val_trained"] == min(vals) and log["val_last"] == vals[-1]
+    assert log["best_step"] == 3 * (vals.index(min(vals)) + 1)
+    assert not (tmp_path / "ad" / "best").exists()
+    loaded = SoftPreferenceModel.from_pretrained(tmp_path / "ad", AutoModelForCausalLM.from_pretrained(llm_dir),
+                                                 AutoTokenizer.from_pretrained(llm_dir), generator="tiny", embed_dim=32)
+    assert validation_loss(loaded, pipe, ex[4:], windows=2) == pytest.approx(min(vals), rel=1e-5)
+
+
 def test_save_load_gives_identical_embeddings(llm_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -49,6 +49,7 @@ class SoftTrainConfig:
     val_every: int = 50
     ckpt_every: int = 50
     max_windows: int = 2
+    keep_best: bool = True  # the adapter saved is the one with the lowest validation loss (early stopping)
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "log_every", "val_every", "ckpt_every"):
@@ -136,7 +137,10 @@ def validation_loss(model: SoftPreferenceModel | None, pipe, examples: list[Soft
 def train_soft(model: SoftPreferenceModel, pipe, train: list[SoftExample], val: list[SoftExample],
                cfg: SoftTrainConfig, out_dir: str | Path, progress: bool = True) -> dict:
     """Train, checkpointing to ``out_dir/checkpoint.pt`` (resumed if present); save the adapter to
-    ``out_dir`` and return the log (losses, validation losses at init / keywords alone / trained)."""
+    ``out_dir`` and return the log (losses, validation losses at init / keywords alone / trained).
+
+    With validation users and ``cfg.keep_best``, the adapter written is the one from the validation
+    round with the lowest loss (``log["best_step"]``; ``model`` itself ends in the last state)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not train:
@@ -187,6 +191,9 @@ def train_soft(model: SoftPreferenceModel, pipe, train: list[SoftExample], val: 
         if val and (step % cfg.val_every == 0 or step == cfg.steps):
             model.eval()
             log["val"].append([step, validation_loss(model, pipe, val, cfg.max_windows)])
+            if cfg.keep_best and log["val"][-1][1] <= min(v for _, v in log["val"]):
+                model.save_pretrained(out_dir / "best")
+                log["best_step"] = step
             model.train()
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             trainable = {k: v for k, v in model.state_dict().items() if k in trainable_names or k.startswith("llm.prompt_encoder")}
@@ -195,7 +202,19 @@ def train_soft(model: SoftPreferenceModel, pipe, train: list[SoftExample], val: 
         bar.close()
     model.eval()
     log["seconds"] = log.get("seconds", 0) + time.time() - t0
-    log["val_trained"] = log["val"][-1][1] if log["val"] else None
-    model.save_pretrained(out_dir)
+    log["val_last"] = log["val"][-1][1] if log["val"] else None
+    if cfg.keep_best and log.get("best_step") is not None and (out_dir / "best").is_dir():
+        import shutil
+
+        for f in (out_dir / "best").iterdir():  # the best adapter becomes the adapter folder's content
+            dst = out_dir / f.name
+            if f.is_dir():
+                shutil.rmtree(dst, ignore_errors=True)
+            shutil.move(str(f), dst)
+        shutil.rmtree(out_dir / "best")
+        log["val_trained"] = min(v for _, v in log["val"])
+    else:
+        log["val_trained"] = log["val_last"]
+        model.save_pretrained(out_dir)
     (out_dir / "training_log.json").write_text(json.dumps(log, indent=1))
     return log
