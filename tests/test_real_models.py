@@ -72,3 +72,26 @@ def test_dequantized_gguf_cache_is_exact_and_fast(smollm2, tmp_path):
     cached_load = time.perf_counter() - t0
     assert first.generate(req) == second.generate(req) == smollm2.generate(req)
     assert cached_load < 20
+
+
+def test_shipped_scorer_recognises_held_out_real_emoji(repo):
+    """The shipped mini-CLIP on 24 real emoji of held-out (concept, style) pairs, 348 candidate labels."""
+    import numpy as np
+    from PIL import Image
+
+    from pmg.scoring.scorers import load_scorer
+
+    fix = repo / "tests/fixtures/heldout_emoji"
+    index = json.loads((fix / "index.json").read_text())
+    strip = Image.open(fix / "strip.png").convert("RGB")
+    images = [strip.crop((32 * j, 0, 32 * j + 32, 32)) for j in range(len(index["images"]))]
+    scorer = load_scorer(repo / "models/pmg-mini/scorer")
+    e_img = scorer.embed_images(images)
+    top5 = (e_img @ scorer.embed_texts(index["labels"]).T).topk(5, dim=1).indices.numpy()
+    want = np.array([index["labels"].index(m["label"]) for m in index["images"]])
+    hits = (top5 == want[:, None]).any(1)
+    styles = ["noto", "twemoji", "openmoji"]
+    style_pred = (e_img @ scorer.embed_texts([f"{s} style" for s in styles]).T).argmax(1).numpy()
+    style_ok = np.array([styles[p] == m["style"] for p, m in zip(style_pred, index["images"])])
+    assert hits.mean() >= 0.5, [m["label"] for m, h in zip(index["images"], hits) if not h]
+    assert style_ok.mean() >= 0.8

