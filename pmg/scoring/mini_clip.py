@@ -61,9 +61,7 @@ class _Block(nn.Module):
         return F.gelu(self.bn2(self.conv2(h)) + self.skip(x))
 
 
-# LPIPS's input scaling (ImageNet statistics for [-1, 1] images) and AlexNet's (kernel, stride, padding)
-_ALEX_SHIFT = (-0.030, -0.088, -0.188)
-_ALEX_SCALE = (0.458, 0.448, 0.450)
+# AlexNet's (in, out, kernel, stride, padding); the input scaling is LPIPS's (ImageNet statistics for [-1, 1])
 _ALEX_STATS = 2 * (64 + 192)
 _ALEX_CONVS = [(3, 64, 11, 4, 2), (64, 192, 5, 1, 2), (192, 384, 3, 1, 1), (384, 256, 3, 1, 1), (256, 256, 3, 1, 1)]
 
@@ -74,8 +72,10 @@ class AlexNetConvs(nn.Module):
     def __init__(self):
         super().__init__()
         self.convs = nn.ModuleList(nn.Conv2d(i, o, k, s, p) for i, o, k, s, p in _ALEX_CONVS)
-        self.register_buffer("shift", torch.tensor(_ALEX_SHIFT).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("scale", torch.tensor(_ALEX_SCALE).view(1, 3, 1, 1), persistent=False)
+        from pmg.evaluation.lpips import _SCALE, _SHIFT
+
+        self.register_buffer("shift", _SHIFT.clone(), persistent=False)
+        self.register_buffer("scale", _SCALE.clone(), persistent=False)
         self.requires_grad_(False)
 
     def load_imagenet_weights(self) -> "AlexNetConvs":
