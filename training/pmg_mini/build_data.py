@@ -6,9 +6,17 @@ Sources (installed, never committed):
   * OpenMoji          - npm ``openmoji@17.0.0``            (CC-BY-SA-4.0)
   * names and tags    - npm ``emojibase-data@17.0.0``      (MIT)
 
+Three more art sets train only the scorer (split ``"scorer"``: more styles teach it what a concept
+looks like in a style it has not seen); the generator's styles stay the three above:
+  * fluent            - npm ``@iconify-json/fluent-emoji-flat@1.2.6`` (Microsoft Fluent Emoji, MIT)
+  * emojione          - npm ``@iconify-json/emojione@1.2.3``   (EmojiOne 2 / Emoji Two, CC-BY-4.0)
+  * blob              - npm ``@iconify-json/noto-v1@1.2.5``    (Noto Emoji v1 "blobs", Apache-2.0)
+
 Output folder (``--out``):
   images.npy      (N, 64, 64, 3) uint8, RGB on white
   meta.jsonl      one JSON object per image: hexcode, emoji, label, tags, group, subgroup, style, split
+                  (split: "train", "heldout" (fixed (concept, style) pairs kept from all training),
+                  "scorer" (the scorer-only styles))
   ATTRIBUTION.md  the sources and their licences
   summary.json    counts per style, group and split
 
@@ -37,8 +45,12 @@ NPM_PACKAGES = {
     "openmoji": "openmoji@17.0.0",
     "twemoji": "@twemoji/svg@15.0.0",
     "emojibase": "emojibase-data@17.0.0",
+    "fluent": "@iconify-json/fluent-emoji-flat@1.2.6",
+    "emojione": "@iconify-json/emojione@1.2.3",
+    "blob": "@iconify-json/noto-v1@1.2.5",
 }
 STYLES = ("noto", "twemoji", "openmoji")
+SCORER_STYLES = ("fluent", "emojione", "blob")  # Iconify JSON sets; train the scorer only
 SKIP_GROUPS = {"component", "flags"}
 SIZE = 64
 HELDOUT_FRACTION = 0.08
@@ -51,6 +63,9 @@ ATTRIBUTION = """# pmg-mini training data: sources and licences
 | twemoji | Twemoji SVGs, npm `@twemoji/svg@15.0.0` (Twitter, Inc and other contributors; jdecked/twemoji) | graphics CC-BY-4.0 |
 | openmoji | OpenMoji SVGs, npm `openmoji@17.0.0` (HfG Schwaebisch Gmuend) | CC-BY-SA-4.0 |
 | names, tags | npm `emojibase-data@17.0.0` (Miles Johnson), CLDR annotations | MIT (data: Unicode licence) |
+| fluent (scorer only) | Fluent Emoji (flat), Microsoft, via npm `@iconify-json/fluent-emoji-flat@1.2.6` | MIT |
+| emojione (scorer only) | EmojiOne 2 / Emoji Two art, via npm `@iconify-json/emojione@1.2.3` | CC-BY-4.0 |
+| blob (scorer only) | Noto Emoji v1 ("blob" emoji), Google, via npm `@iconify-json/noto-v1@1.2.5` | Apache-2.0 |
 
 The images are rasterised copies of that art; the trained weights are derived from it. Attribute
 the art sets when you publish images made with pmg-mini.
@@ -68,11 +83,13 @@ def fetch_npm(cache: Path) -> dict[str, Path]:
     for key, spec in NPM_PACKAGES.items():
         root = cache / key
         if not (root / "package" / "package.json").exists():
-            tgz = list(cache.glob(f"*{spec.split('@')[-2].split('/')[-1]}-*.tgz"))
+            name, version = spec.rsplit("@", 1)
+            pattern = f"*{name.split('/')[-1]}-{version}.tgz"
+            tgz = list(cache.glob(pattern))
             if not tgz:
                 print(f"npm pack {spec}", file=sys.stderr)
                 subprocess.run(["npm", "pack", spec, "--silent"], cwd=cache, check=True, stdout=subprocess.DEVNULL)
-                tgz = list(cache.glob(f"*{spec.split('@')[-2].split('/')[-1]}-*.tgz"))
+                tgz = list(cache.glob(pattern))
             root.mkdir(exist_ok=True)
             with tarfile.open(tgz[0]) as tf:
                 tf.extractall(root, filter="data")
@@ -125,6 +142,48 @@ def svg_paths(hexcode: str, roots: dict[str, Path]) -> dict[str, list[Path]]:
     }
 
 
+def _slug(text: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+class IconifySet:
+    """An Iconify JSON icon set (``icons.json``, optional ``chars.json``) drawn as emoji art."""
+
+    def __init__(self, root: Path):
+        data = json.loads((root / "icons.json").read_text())
+        self.icons, self.aliases = data["icons"], data.get("aliases", {})
+        self.width, self.height = data.get("width", 16), data.get("height", 16)
+        chars = root / "chars.json"
+        self.chars = json.loads(chars.read_text()) if chars.exists() else {}
+
+    def name_for(self, entry: dict) -> str | None:
+        """The icon for an emojibase entry: by codepoints where the set maps them, else by name."""
+        import unicodedata
+
+        lower = entry["hexcode"].lower()
+        keys = [lower, "-".join(p for p in lower.split("-") if p != "fe0f")]
+        names = [self.chars[k] for k in keys if k in self.chars]
+        if not self.chars:
+            names.append(_slug(entry["label"]))
+            if len(entry["emoji"].replace("\ufe0f", "")) == 1:
+                names.append(_slug(unicodedata.name(entry["emoji"].replace("\ufe0f", ""), "")))
+        return next((n for n in names if n in self.icons or n in self.aliases), None)
+
+    def render(self, name: str, size: int = 256) -> Image.Image:
+        import cairosvg
+
+        flip = False
+        if name in self.aliases:  # an alias names a parent icon, possibly mirrored
+            alias = self.aliases[name]
+            name, flip = alias["parent"], bool(alias.get("hFlip"))
+        icon = self.icons[name]
+        w, h = icon.get("width", self.width), icon.get("height", self.height)
+        svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+               f'viewBox="{icon.get("left", 0)} {icon.get("top", 0)} {w} {h}">{icon["body"]}</svg>')
+        img = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode(), output_width=size, output_height=size)))
+        return img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img
+
+
 def heldout(hexcode: str, style: str, seed: int) -> bool:
     h = hashlib.sha256(f"{seed}:{hexcode}:{style}".encode()).digest()
     return int.from_bytes(h[:4], "little") / 2**32 < HELDOUT_FRACTION
@@ -147,30 +206,41 @@ def build(out: Path, cache: Path, seed: int = 0) -> dict:
     images, meta = [], []
     from tqdm import tqdm
 
+    def add(e: dict, style: str, img: Image.Image | None, split: str) -> None:
+        if img is None:
+            return
+        try:
+            arr = on_white(img)
+        except ValueError:
+            return
+        images.append(arr)
+        meta.append(
+            {
+                "hexcode": e["hexcode"],
+                "emoji": e["emoji"],
+                "label": e["label"],
+                "tags": [t for t in e.get("tags", []) if t.lower() != e["label"].lower()],
+                "group": groups[e["group"]],
+                "subgroup": subgroups.get(e.get("subgroup"), ""),
+                "style": style,
+                "split": split,
+            }
+        )
+
     for e in tqdm(data, desc="rendering", unit="emoji"):
         renders = {"noto": render_noto(font, e["emoji"])}
         for style, paths in svg_paths(e["hexcode"], roots).items():
             renders[style] = next((r for p in paths if (r := render_svg(p)) is not None), None)
         for style in STYLES:
-            if renders[style] is None:
-                continue
-            try:
-                arr = on_white(renders[style])
-            except ValueError:
-                continue
-            images.append(arr)
-            meta.append(
-                {
-                    "hexcode": e["hexcode"],
-                    "emoji": e["emoji"],
-                    "label": e["label"],
-                    "tags": [t for t in e.get("tags", []) if t.lower() != e["label"].lower()],
-                    "group": groups[e["group"]],
-                    "subgroup": subgroups.get(e.get("subgroup"), ""),
-                    "style": style,
-                    "split": "heldout" if heldout(e["hexcode"], style, seed) else "train",
-                }
-            )
+            add(e, style, renders[style], "heldout" if heldout(e["hexcode"], style, seed) else "train")
+    # The scorer-only styles come after (the generator's data above is unchanged by them), and only
+    # for concepts the main styles have.
+    built = {m["hexcode"] for m in meta}
+    for style in SCORER_STYLES:
+        icons = IconifySet(roots[style])
+        for e in tqdm([e for e in data if e["hexcode"] in built], desc=f"rendering {style}", unit="emoji"):
+            name = icons.name_for(e)
+            add(e, style, icons.render(name) if name else None, "scorer")
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "images.npy", np.stack(images))
     with open(out / "meta.jsonl", "w") as f:
@@ -181,6 +251,8 @@ def build(out: Path, cache: Path, seed: int = 0) -> dict:
         "images": len(meta),
         "concepts": len({m["hexcode"] for m in meta}),
         "per_style": dict(collections.Counter(m["style"] for m in meta)),
+        "styles": list(STYLES),
+        "scorer_styles": list(SCORER_STYLES),
         "per_group": dict(collections.Counter(m["group"] for m in meta)),
         "per_split": dict(collections.Counter(m["split"] for m in meta)),
         "size": SIZE,

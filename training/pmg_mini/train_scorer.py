@@ -6,7 +6,9 @@ trained head; the frozen features of ``views`` augmented copies of every image a
 of the first pmg-mini scorer.
 
 Each image has a fixed set of caption variants (label, label + style, style alone, tags...); their
-MiniLM features are computed once. Captions with identical text in a batch count as positives of
+MiniLM features are computed once. The scorer trains on the ``"train"`` split and, by default, on the
+scorer-only art styles (split ``"scorer"``, see ``build_data``); the held-out (concept, style) pairs
+are never trained on. Captions with identical text in a batch count as positives of
 every image they describe (so "twemoji style" does not fight itself).
 
     python -m training.pmg_mini.train_scorer --data data/pmg-mini --run runs/scorer --steps 3000
@@ -45,6 +47,7 @@ class ScorerConfig:
     head_width: int = 512  # alexnet tower
     tower_size: int = 128  # alexnet tower: input size the 32 px image is upsampled to
     views: int = 8  # alexnet tower: cached views per image (the first clean, the rest augmented)
+    splits: str = "train,scorer"  # comma list of the data splits to train on ("heldout" is refused)
     seed: int = 0
     threads: int = 1
     log_every: int = 50
@@ -134,7 +137,11 @@ def train(cfg: ScorerConfig) -> None:
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(read_threads(run, cfg.threads))
     torch.manual_seed(cfg.seed)
-    x, metas = load_data(cfg.data, 32, "train")
+    splits = [s for s in cfg.splits.split(",") if s]
+    if not splits or "heldout" in splits:
+        raise SystemExit(f"--splits must name training splits (not 'heldout'), got {cfg.splits!r}")
+    parts = [load_data(cfg.data, 32, s) for s in splits]
+    x, metas = torch.cat([p[0] for p in parts]), [m for p in parts for m in p[1]]
     xv, mv = load_data(cfg.data, 32, "heldout")
     tokenizer, encoder = load_minilm()
     variants = [caption_variants(m) for m in metas]

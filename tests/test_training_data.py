@@ -1,0 +1,63 @@
+"""pmg-mini's data build: the Iconify art sets that train the scorer, and the scorer's split guard."""
+
+import json
+
+import pytest
+
+from training.pmg_mini.build_data import IconifySet, _slug
+
+RED_SQUARE = '<rect x="0" y="0" width="8" height="16" fill="#ff0000"/>'  # left half red
+
+
+def _iconify(tmp_path, chars: bool):
+    icons = {"grinning-face": {"body": RED_SQUARE}, "backhand-index-pointing-left": {"body": RED_SQUARE},
+             "cat-face": {"body": RED_SQUARE, "width": 32, "height": 32}}
+    data = {"prefix": "t", "icons": icons, "width": 16, "height": 16,
+            "aliases": {"backhand-index-pointing-right": {"parent": "backhand-index-pointing-left", "hFlip": True}}}
+    (tmp_path / "icons.json").write_text(json.dumps(data))
+    if chars:
+        (tmp_path / "chars.json").write_text(json.dumps({"1f600": "grinning-face", "261d": "cat-face"}))
+    return IconifySet(tmp_path)
+
+
+def test_slug_matches_iconify_names():
+    assert _slug("1st place medal") == "1st-place-medal"
+    assert _slug("Grinning Cat Face: With Smiling Eyes!") == "grinning-cat-face-with-smiling-eyes"
+
+
+def test_iconify_icons_are_found_by_codepoints_when_the_set_maps_them(tmp_path):
+    icons = _iconify(tmp_path, chars=True)
+    assert icons.name_for({"hexcode": "1F600", "emoji": "\U0001F600", "label": "anything"}) == "grinning-face"
+    # FE0F (emoji presentation) is dropped when the set's keys lack it
+    assert icons.name_for({"hexcode": "261D-FE0F", "emoji": "\u261d\ufe0f", "label": "x"}) == "cat-face"
+    # with a codepoint map, names are not guessed
+    assert icons.name_for({"hexcode": "1F63A", "emoji": "\U0001F63A", "label": "cat face"}) is None
+
+
+def test_iconify_icons_are_found_by_label_or_unicode_name(tmp_path):
+    icons = _iconify(tmp_path, chars=False)
+    assert icons.name_for({"hexcode": "1F600", "emoji": "\U0001F600", "label": "grinning face"}) == "grinning-face"
+    # emojibase's label "grinning cat" differs; the Unicode name "CAT FACE" is tried next
+    assert icons.name_for({"hexcode": "1F431", "emoji": "\U0001F431", "label": "cat"}) == "cat-face"
+    assert icons.name_for({"hexcode": "1F449", "emoji": "\U0001F449",
+                           "label": "backhand index pointing right"}) == "backhand-index-pointing-right"
+    assert icons.name_for({"hexcode": "1F98A", "emoji": "\U0001F98A", "label": "fox"}) is None
+
+
+def test_iconify_render_uses_the_view_box_and_mirrors_aliases(tmp_path):
+    pytest.importorskip("cairosvg")
+    icons = _iconify(tmp_path, chars=False)
+    left = icons.render("backhand-index-pointing-left", size=32).convert("RGBA")
+    right = icons.render("backhand-index-pointing-right", size=32).convert("RGBA")
+    assert left.getpixel((4, 16))[:3] == (255, 0, 0) and left.getpixel((28, 16))[3] == 0
+    assert right.getpixel((28, 16))[:3] == (255, 0, 0) and right.getpixel((4, 16))[3] == 0
+    # the icon's own 32-unit view box: the 8-unit rectangle fills a quarter of the width
+    cat = icons.render("cat-face", size=32).convert("RGBA")
+    assert cat.getpixel((6, 4))[:3] == (255, 0, 0) and cat.getpixel((12, 4))[3] == 0
+
+
+def test_scorer_training_refuses_the_held_out_split(tmp_path):
+    from training.pmg_mini.train_scorer import ScorerConfig, train
+
+    with pytest.raises(SystemExit, match="heldout"):
+        train(ScorerConfig(run=str(tmp_path / "run"), splits="train,heldout"))
