@@ -67,3 +67,35 @@ def test_old_configs_without_a_tower_load_as_cnn(tmp_path):
         raw.pop(key)
     (tmp_path / "config.json").write_text(json.dumps(raw))
     assert MiniCLIP.from_pretrained(tmp_path).config.image_tower == "cnn"
+
+
+def test_dropout_acts_only_while_training_and_old_configs_have_none(tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    m = MiniCLIP(MiniCLIPConfig(image_tower="alexnet", head_width=16, embed_dim=8, dropout=0.5))
+    feats = m.backbone(_images())
+    m.train()
+    a, b = m.encode_backbone_features(*feats), m.encode_backbone_features(*feats)
+    assert not torch.allclose(a, b)  # a different mask each call
+    m.eval()
+    assert torch.equal(m.encode_backbone_features(*feats), m.encode_backbone_features(*feats))
+    m.save_pretrained(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    assert raw["dropout"] == 0.5
+    raw.pop("dropout")
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    assert MiniCLIP.from_pretrained(tmp_path).config.dropout == 0.0
+
+
+def test_scorer_augmentation_greys_out_the_chosen_share():
+    from training.pmg_mini.train_scorer import augment
+
+    x = _images(64)
+    colour = augment(x, torch.Generator().manual_seed(0))
+    assert (colour[:, 0] - colour[:, 1]).abs().amax(dim=(1, 2)).min() > 0.1  # no grey copies by default
+    grey = augment(x, torch.Generator().manual_seed(0), gray_p=1.0)
+    assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
+    half = augment(x, torch.Generator().manual_seed(0), gray_p=0.5)
+    n_grey = sum(torch.allclose(h[0], h[1]) for h in half)
+    assert 16 <= n_grey <= 48

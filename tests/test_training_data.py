@@ -56,6 +56,18 @@ def test_iconify_render_uses_the_view_box_and_mirrors_aliases(tmp_path):
     assert cat.getpixel((6, 4))[:3] == (255, 0, 0) and cat.getpixel((12, 4))[3] == 0
 
 
+def test_an_icon_cairo_cannot_draw_is_skipped_with_its_name(tmp_path, monkeypatch, capsys):
+    cairosvg = pytest.importorskip("cairosvg")
+    icons = _iconify(tmp_path, chars=False)
+
+    def out_of_memory(**kwargs):
+        raise MemoryError("cairo returned CAIRO_STATUS_NO_MEMORY")
+
+    monkeypatch.setattr(cairosvg, "svg2png", out_of_memory)
+    assert icons.render("grinning-face") is None
+    assert "skipped t:grinning-face: cairo returned CAIRO_STATUS_NO_MEMORY" in capsys.readouterr().err
+
+
 def test_scorer_training_refuses_the_held_out_split(tmp_path):
     from training.pmg_mini.train_scorer import ScorerConfig, train
 

@@ -37,6 +37,7 @@ class MiniCLIPConfig:
     image_tower: str = "cnn"  # "cnn" (from scratch) or "alexnet" (frozen ImageNet convs + trained head)
     tower_size: int = 128  # alexnet: the image_size picture is upsampled to this before the convs
     head_width: int = 512  # alexnet: channels of the trained head
+    dropout: float = 0.0  # on the pooled image features, while training
 
     def __post_init__(self):
         if self.image_size % 8:
@@ -118,6 +119,7 @@ class MiniCLIP(nn.Module):
                 _Block(2 * w, 4 * w, 2), _Block(4 * w, 4 * w, 1), _Block(4 * w, 8 * w, 2),
             )
             self.image_proj = nn.Linear(8 * w, config.embed_dim)
+        self.drop = nn.Dropout(config.dropout)
         self.text_proj = nn.Linear(config.text_dim, config.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(2.659))  # log(1/0.07), CLIP's start
 
@@ -140,7 +142,7 @@ class MiniCLIP(nn.Module):
             h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3)), self.stats_norm(stats)], dim=1)
         else:
             h = self.stages(self.stem(features[0])).mean(dim=(2, 3))
-        return F.normalize(self.image_proj(h), dim=-1)
+        return F.normalize(self.image_proj(self.drop(h)), dim=-1)
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> (B, E) unit vectors. Other sizes are resized to ``image_size``."""

@@ -6,11 +6,16 @@ Sources (installed, never committed):
   * OpenMoji          - npm ``openmoji@17.0.0``            (CC-BY-SA-4.0)
   * names and tags    - npm ``emojibase-data@17.0.0``      (MIT)
 
-Three more art sets train only the scorer (split ``"scorer"``: more styles teach it what a concept
+Eight more art sets train only the scorer (split ``"scorer"``: more styles teach it what a concept
 looks like in a style it has not seen); the generator's styles stay the three above:
   * fluent            - npm ``@iconify-json/fluent-emoji-flat@1.2.6`` (Microsoft Fluent Emoji, MIT)
   * emojione          - npm ``@iconify-json/emojione@1.2.3``   (EmojiOne 2 / Emoji Two, CC-BY-4.0)
   * blob              - npm ``@iconify-json/noto-v1@1.2.5``    (Noto Emoji v1 "blobs", Apache-2.0)
+  * fluent-color      - npm ``@iconify-json/fluent-emoji@1.2.7`` (Fluent Emoji, shaded colour, MIT)
+  * fluent-outline    - npm ``@iconify-json/fluent-emoji-high-contrast@1.2.6`` (black line art, MIT)
+  * firefox           - npm ``@iconify-json/fxemoji@1.2.2``    (Firefox OS Emoji, Apache-2.0)
+  * emojione-v1       - npm ``@iconify-json/emojione-v1@1.2.3`` (EmojiOne v1, CC-BY-SA-4.0)
+  * emojione-mono     - npm ``@iconify-json/emojione-monotone@1.2.1`` (EmojiOne monotone, CC-BY-4.0)
 
 Output folder (``--out``):
   images.npy      (N, 64, 64, 3) uint8, RGB on white
@@ -48,9 +53,14 @@ NPM_PACKAGES = {
     "fluent": "@iconify-json/fluent-emoji-flat@1.2.6",
     "emojione": "@iconify-json/emojione@1.2.3",
     "blob": "@iconify-json/noto-v1@1.2.5",
+    "fluent-color": "@iconify-json/fluent-emoji@1.2.7",
+    "fluent-outline": "@iconify-json/fluent-emoji-high-contrast@1.2.6",
+    "firefox": "@iconify-json/fxemoji@1.2.2",
+    "emojione-v1": "@iconify-json/emojione-v1@1.2.3",
+    "emojione-mono": "@iconify-json/emojione-monotone@1.2.1",
 }
 STYLES = ("noto", "twemoji", "openmoji")
-SCORER_STYLES = ("fluent", "emojione", "blob")  # Iconify JSON sets; train the scorer only
+SCORER_STYLES = ("fluent", "emojione", "blob", "fluent-color", "fluent-outline", "firefox", "emojione-v1", "emojione-mono")  # Iconify JSON sets; train the scorer only
 SKIP_GROUPS = {"component", "flags"}
 SIZE = 64
 HELDOUT_FRACTION = 0.08
@@ -66,6 +76,11 @@ ATTRIBUTION = """# pmg-mini training data: sources and licences
 | fluent (scorer only) | Fluent Emoji (flat), Microsoft, via npm `@iconify-json/fluent-emoji-flat@1.2.6` | MIT |
 | emojione (scorer only) | EmojiOne 2 / Emoji Two art, via npm `@iconify-json/emojione@1.2.3` | CC-BY-4.0 |
 | blob (scorer only) | Noto Emoji v1 ("blob" emoji), Google, via npm `@iconify-json/noto-v1@1.2.5` | Apache-2.0 |
+| fluent-color (scorer only) | Fluent Emoji (colour), Microsoft, via npm `@iconify-json/fluent-emoji@1.2.7` | MIT |
+| fluent-outline (scorer only) | Fluent Emoji (high contrast), Microsoft, via npm `@iconify-json/fluent-emoji-high-contrast@1.2.6` | MIT |
+| firefox (scorer only) | Firefox OS Emoji (fxemoji), Mozilla, via npm `@iconify-json/fxemoji@1.2.2` | Apache-2.0 |
+| emojione-v1 (scorer only) | EmojiOne v1 art, via npm `@iconify-json/emojione-v1@1.2.3` | CC-BY-SA-4.0 |
+| emojione-mono (scorer only) | EmojiOne monotone art, via npm `@iconify-json/emojione-monotone@1.2.1` | CC-BY-4.0 |
 
 The images are rasterised copies of that art; the trained weights are derived from it. Attribute
 the art sets when you publish images made with pmg-mini.
@@ -151,6 +166,7 @@ class IconifySet:
 
     def __init__(self, root: Path):
         data = json.loads((root / "icons.json").read_text())
+        self.prefix = data.get("prefix", root.name)
         self.icons, self.aliases = data["icons"], data.get("aliases", {})
         self.width, self.height = data.get("width", 16), data.get("height", 16)
         chars = root / "chars.json"
@@ -169,7 +185,8 @@ class IconifySet:
                 names.append(_slug(unicodedata.name(entry["emoji"].replace("\ufe0f", ""), "")))
         return next((n for n in names if n in self.icons or n in self.aliases), None)
 
-    def render(self, name: str, size: int = 256) -> Image.Image:
+    def render(self, name: str, size: int = 256) -> Image.Image | None:
+        """The icon as a ``size`` px RGBA picture; None (and a note on stderr) where cairo cannot draw it."""
         import cairosvg
 
         flip = False
@@ -180,7 +197,12 @@ class IconifySet:
         w, h = icon.get("width", self.width), icon.get("height", self.height)
         svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
                f'viewBox="{icon.get("left", 0)} {icon.get("top", 0)} {w} {h}">{icon["body"]}</svg>')
-        img = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg.encode(), output_width=size, output_height=size)))
+        try:
+            png = cairosvg.svg2png(bytestring=svg.encode(), output_width=size, output_height=size)
+        except (MemoryError, ValueError, OSError) as err:  # cairo: CAIRO_STATUS_NO_MEMORY on some filters
+            print(f"skipped {self.prefix}:{name}: {err}", file=sys.stderr)
+            return None
+        img = Image.open(io.BytesIO(png))
         return img.transpose(Image.FLIP_LEFT_RIGHT) if flip else img
 
 

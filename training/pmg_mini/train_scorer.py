@@ -45,8 +45,10 @@ class ScorerConfig:
     image_tower: str = "alexnet"  # or "cnn"
     width: int = 48  # cnn tower
     head_width: int = 512  # alexnet tower
+    dropout: float = 0.0  # on the pooled image features
     tower_size: int = 128  # alexnet tower: input size the 32 px image is upsampled to
     views: int = 8  # alexnet tower: cached views per image (the first clean, the rest augmented)
+    gray_p: float = 0.0  # share of augmented views turned to greyscale
     splits: str = "train,scorer"  # comma list of the data splits to train on ("heldout" is refused)
     seed: int = 0
     threads: int = 1
@@ -74,8 +76,9 @@ def sentence_features(tokenizer, encoder, texts: list[str], batch: int = 256) ->
     return torch.cat(feats)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Small shifts, blur and noise: generated images are softer than the art they imitate."""
+def augment(x: torch.Tensor, gen: torch.Generator, gray_p: float = 0.0) -> torch.Tensor:
+    """Small shifts, blur and noise: generated images are softer than the art they imitate; with
+    probability ``gray_p`` a copy loses its colour (the concept must be told by its shape too)."""
     b = x.shape[0]
     pad = F.pad(x, (2, 2, 2, 2), value=1.0)
     dx, dy = torch.randint(0, 5, (2,), generator=gen).tolist()
@@ -84,7 +87,11 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     soft = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
     x = torch.where(blur, 0.5 * x + 0.5 * soft, x)
     noise = (torch.rand(b, 1, 1, 1, generator=gen) < 0.3) * 0.08
-    return (x + noise * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
+    x = (x + noise * torch.randn(x.shape, generator=gen)).clamp(-1, 1)
+    if gray_p > 0:
+        luma = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
+        x = torch.where(torch.rand(b, 1, 1, 1, generator=gen) < gray_p, luma, x)
+    return x
 
 
 @torch.no_grad()
@@ -97,7 +104,7 @@ def cached_views(model, x: torch.Tensor, cfg: ScorerConfig, path: Path) -> tuple
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     outs = []
     for v in tqdm(range(cfg.views), desc="frozen features", unit="view"):
-        chunks = [model.backbone(augment(x[i : i + 64], gen) if v else x[i : i + 64]) for i in range(0, len(x), 64)]
+        chunks = [model.backbone(augment(x[i : i + 64], gen, cfg.gray_p) if v else x[i : i + 64]) for i in range(0, len(x), 64)]
         outs.append([torch.cat(parts).half() for parts in zip(*chunks)])
     feats = tuple(torch.stack(parts) for parts in zip(*outs))  # each (views, N, ...)
     torch_save_atomic(feats, path)
@@ -157,7 +164,7 @@ def train(cfg: ScorerConfig) -> None:
     var_ids = [[text_id[t] for t in v] for v in variants]
 
     model = MiniCLIP(MiniCLIPConfig(image_tower=cfg.image_tower, width=cfg.width, head_width=cfg.head_width,
-                                    tower_size=cfg.tower_size))
+                                    tower_size=cfg.tower_size, dropout=cfg.dropout))
     cached = None
     if cfg.image_tower == "alexnet":
         model.tower.load_imagenet_weights()
@@ -192,7 +199,7 @@ def train(cfg: ScorerConfig) -> None:
         sets = [set(var_ids[i]) for i in idx.tolist()]
         same = torch.tensor([[t in s for t in tids.tolist()] for s in sets])
         if cached is None:
-            img = model.encode_image(augment(x[idx], gen))
+            img = model.encode_image(augment(x[idx], gen, cfg.gray_p))
         else:
             view = torch.randint(0, cfg.views, (cfg.batch_size,), generator=gen)
             img = model.encode_backbone_features(*(f[view, idx].float() for f in cached))
