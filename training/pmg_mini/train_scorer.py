@@ -38,7 +38,7 @@ from training.pmg_mini.train_generator import load_data, read_threads
 class ScorerConfig:
     data: str = "data/pmg-mini"
     run: str = "runs/scorer"
-    steps: int = 2500
+    steps: int = 3000  # the shipped scorer
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
