@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from PIL import Image
 
 from pmg.scoring.mini_clip import MiniCLIP, MiniCLIPConfig
 
@@ -99,3 +100,27 @@ def test_scorer_augmentation_greys_out_the_chosen_share():
     half = augment(x, torch.Generator().manual_seed(0), gray_p=0.5)
     n_grey = sum(torch.allclose(h[0], h[1]) for h in half)
     assert 16 <= n_grey <= 48
+
+
+def test_scorer_and_tagger_names_change_with_weights_and_vocabulary(tmp_path):
+    """Caption and keyword caches key on these names: new weights or a new vocabulary must miss them."""
+    from pmg.captioning.base import TaggerCaptioner
+    from pmg.scoring.scorers import MiniCLIPScorer
+
+    cfg = MiniCLIPConfig(width=8, embed_dim=16)
+    torch.manual_seed(0)
+    MiniCLIP(cfg).save_pretrained(tmp_path / "a" / "scorer")
+    MiniCLIP.from_pretrained(tmp_path / "a" / "scorer").save_pretrained(tmp_path / "b" / "scorer")  # same weights
+    torch.manual_seed(1)
+    MiniCLIP(cfg).save_pretrained(tmp_path / "c" / "scorer")
+    a, b, c = (MiniCLIPScorer(tmp_path / d / "scorer") for d in "abc")
+    assert a.name.startswith("mini-clip:a/scorer@") and len(a.name.split("@")[1]) == 8
+    assert a.name.split("@")[1] == b.name.split("@")[1] != c.name.split("@")[1]
+    t1, t2 = TaggerCaptioner(a, ["cat", "dog"]), TaggerCaptioner(a, ["cat", "fox"])
+    assert t1.name != t2.name != TaggerCaptioner(c, ["cat", "dog"]).name
+    assert t1.name == TaggerCaptioner(a, lambda: ["cat", "dog"]).name and a.name in t1.name
+    # a vocabulary that cannot be read only fails when an image needs it
+    empty = TaggerCaptioner(a, [])
+    assert "vocabulary@missing" in empty.name
+    with pytest.raises(ValueError, match="non-empty vocabulary"):
+        empty.caption([Image.new("RGB", (32, 32))])

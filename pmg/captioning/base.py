@@ -45,16 +45,32 @@ class TaggerCaptioner:
     def __init__(self, scorer, vocabulary: list[str] | Callable[[], list[str]], top_k: int = 5):
         self.scorer, self.top_k = scorer, top_k
         self._vocab_source, self.vocabulary = vocabulary, None  # read on first use: only images need it
-        self.name = f"tagger[{scorer.name}]"
-        self._text = None
+        self._text, self._name = None, None
 
-    def caption(self, images: list[Image.Image]) -> list[str]:
-        if self._text is None:
+    @property
+    def name(self) -> str:
+        """Names the scorer (with its weights fingerprint) and the vocabulary: caption caches key on it."""
+        if self._name is None:
+            import hashlib
+
+            try:
+                digest = hashlib.sha256("\n".join(self._vocabulary()).encode()).hexdigest()[:8]
+            except (ModelLoadError, ValueError):  # refused by caption(), when an image needs it
+                digest = "missing"
+            self._name = f"tagger[{self.scorer.name}, vocabulary@{digest}]"
+        return self._name
+
+    def _vocabulary(self) -> list[str]:
+        if self.vocabulary is None:
             vocab = self._vocab_source() if callable(self._vocab_source) else self._vocab_source
             if not vocab:
                 raise ValueError("the tagger needs a non-empty vocabulary")
             self.vocabulary = list(vocab)
-            self._text = self.scorer.embed_texts(self.vocabulary)
+        return self.vocabulary
+
+    def caption(self, images: list[Image.Image]) -> list[str]:
+        if self._text is None:
+            self._text = self.scorer.embed_texts(self._vocabulary())
         sims = self.scorer.embed_images(images) @ self._text.T
         top = sims.topk(min(self.top_k, len(self.vocabulary)), dim=1).indices
         return [", ".join(self.vocabulary[j] for j in row.tolist()) for row in top]

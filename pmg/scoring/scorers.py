@@ -18,7 +18,35 @@ from PIL import Image
 from pmg.errors import ModelLoadError
 from pmg.registry import resolve_scorer
 
-__all__ = ["Scorer", "MiniCLIPScorer", "CLIPScorer", "load_scorer"]
+__all__ = ["Scorer", "MiniCLIPScorer", "CLIPScorer", "load_scorer", "weights_fingerprint"]
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_WHOLE_FILE_BYTES = 64 << 20
+
+
+def weights_fingerprint(folder: str | Path) -> str:
+    """8 hex digits that change when a model folder's config or weights change.
+
+    Scorer names carry it, so caches keyed by them (item captions, keywords) miss after a weights
+    update instead of serving what the old weights said. Files up to 64 MiB are hashed whole; larger
+    ones by name, size and their first and last MiB (a CLIP checkpoint loads without a full read).
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(Path(folder).iterdir()):
+        if not f.is_file() or not (f.name == "config.json" or f.suffix in _WEIGHT_SUFFIXES):
+            continue
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}:".encode())
+        with open(f, "rb") as fh:
+            if size <= _WHOLE_FILE_BYTES:
+                h.update(fh.read())
+            else:
+                h.update(fh.read(1 << 20))
+                fh.seek(-(1 << 20), 2)
+                h.update(fh.read())
+    return h.hexdigest()[:8]
 
 
 @runtime_checkable
@@ -44,7 +72,7 @@ class MiniCLIPScorer:
 
         self.model = MiniCLIP.from_pretrained(folder)
         self.tokenizer, self.encoder = load_minilm(self.model.config.text_encoder, max_length=128)
-        self.name = f"mini-clip:{Path(folder).resolve().parent.name}/{Path(folder).name}"
+        self.name = f"mini-clip:{Path(folder).resolve().parent.name}/{Path(folder).name}@{weights_fingerprint(folder)}"
 
     @torch.no_grad()
     def embed_images(self, images: list[Image.Image]) -> torch.Tensor:
@@ -72,7 +100,7 @@ class CLIPScorer:
             self.processor = CLIPImageProcessor.from_pretrained(folder)
         except (OSError, ValueError) as e:
             raise ModelLoadError(f"could not load a CLIP scorer from {folder}: {e}") from None
-        self.name, self.device = f"clip:{folder.name}", device
+        self.name, self.device = f"clip:{folder.name}@{weights_fingerprint(folder)}", device
         self.max_len = self.model.config.text_config.max_position_embeddings
 
     @torch.no_grad()
