@@ -44,7 +44,7 @@ class TaggerCaptioner:
 
     def __init__(self, scorer, vocabulary: list[str] | Callable[[], list[str]], top_k: int = 5):
         self.scorer, self.top_k = scorer, top_k
-        self._vocab_source, self.vocabulary = vocabulary, None  # read on first use: only images need it
+        self._vocab_source, self.vocabulary = vocabulary, None  # read on first use (name or caption)
         self._text, self._name = None, None
 
     @property
