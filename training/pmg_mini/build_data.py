@@ -60,28 +60,32 @@ NPM_PACKAGES = {
     "emojione-mono": "@iconify-json/emojione-monotone@1.2.1",
 }
 STYLES = ("noto", "twemoji", "openmoji")
-SCORER_STYLES = ("fluent", "emojione", "blob", "fluent-color", "fluent-outline", "firefox", "emojione-v1", "emojione-mono")  # Iconify JSON sets; train the scorer only
 SKIP_GROUPS = {"component", "flags"}
 SIZE = 64
 HELDOUT_FRACTION = 0.08
 
-ATTRIBUTION = """# pmg-mini training data: sources and licences
+# scorer-only art sets: (who made it, licence); the npm package comes from NPM_PACKAGES
+SCORER_SOURCES = {
+    "fluent": ("Fluent Emoji (flat), Microsoft", "MIT"),
+    "emojione": ("EmojiOne 2 / Emoji Two art", "CC-BY-4.0"),
+    "blob": ('Noto Emoji v1 ("blob" emoji), Google', "Apache-2.0"),
+    "fluent-color": ("Fluent Emoji (colour), Microsoft", "MIT"),
+    "fluent-outline": ("Fluent Emoji (high contrast), Microsoft", "MIT"),
+    "firefox": ("Firefox OS Emoji (fxemoji), Mozilla", "Apache-2.0"),
+    "emojione-v1": ("EmojiOne v1 art", "CC-BY-SA-4.0"),
+    "emojione-mono": ("EmojiOne monotone art", "CC-BY-4.0"),
+}
+SCORER_STYLES = tuple(SCORER_SOURCES)  # Iconify JSON sets; train the scorer only
+ATTRIBUTION = f"""# pmg-mini training data: sources and licences
 
 | style | source | licence |
 |---|---|---|
 | noto | Noto Color Emoji, Debian package `fonts-noto-color-emoji` (Google) | SIL Open Font License 1.1 |
-| twemoji | Twemoji SVGs, npm `@twemoji/svg@15.0.0` (Twitter, Inc and other contributors; jdecked/twemoji) | graphics CC-BY-4.0 |
-| openmoji | OpenMoji SVGs, npm `openmoji@17.0.0` (HfG Schwaebisch Gmuend) | CC-BY-SA-4.0 |
-| names, tags | npm `emojibase-data@17.0.0` (Miles Johnson), CLDR annotations | MIT (data: Unicode licence) |
-| fluent (scorer only) | Fluent Emoji (flat), Microsoft, via npm `@iconify-json/fluent-emoji-flat@1.2.6` | MIT |
-| emojione (scorer only) | EmojiOne 2 / Emoji Two art, via npm `@iconify-json/emojione@1.2.3` | CC-BY-4.0 |
-| blob (scorer only) | Noto Emoji v1 ("blob" emoji), Google, via npm `@iconify-json/noto-v1@1.2.5` | Apache-2.0 |
-| fluent-color (scorer only) | Fluent Emoji (colour), Microsoft, via npm `@iconify-json/fluent-emoji@1.2.7` | MIT |
-| fluent-outline (scorer only) | Fluent Emoji (high contrast), Microsoft, via npm `@iconify-json/fluent-emoji-high-contrast@1.2.6` | MIT |
-| firefox (scorer only) | Firefox OS Emoji (fxemoji), Mozilla, via npm `@iconify-json/fxemoji@1.2.2` | Apache-2.0 |
-| emojione-v1 (scorer only) | EmojiOne v1 art, via npm `@iconify-json/emojione-v1@1.2.3` | CC-BY-SA-4.0 |
-| emojione-mono (scorer only) | EmojiOne monotone art, via npm `@iconify-json/emojione-monotone@1.2.1` | CC-BY-4.0 |
-
+| twemoji | Twemoji SVGs, npm `{NPM_PACKAGES["twemoji"]}` (Twitter, Inc and other contributors; jdecked/twemoji) | graphics CC-BY-4.0 |
+| openmoji | OpenMoji SVGs, npm `{NPM_PACKAGES["openmoji"]}` (HfG Schwaebisch Gmuend) | CC-BY-SA-4.0 |
+| names, tags | npm `{NPM_PACKAGES["emojibase"]}` (Miles Johnson), CLDR annotations | MIT (data: Unicode licence) |
+""" + "".join(f"| {k} (scorer only) | {who}, via npm `{NPM_PACKAGES[k]}` | {lic} |\n"
+              for k, (who, lic) in SCORER_SOURCES.items()) + """
 The images are rasterised copies of that art; the trained weights are derived from it. Attribute
 the art sets when you publish images made with pmg-mini.
 
