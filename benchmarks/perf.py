@@ -2,7 +2,9 @@
 
     .venv/bin/python benchmarks/perf.py [--user examples/users/cat_lover.json] [--threads 2] [--repeats 3]
 
-Prints: LLM keywords cold (empty cache) and cached; soft embeddings (when an adapter is given);
+Prints: keyword extraction cold with each installed LLM backend for the same GGUF file (transformers,
+llama.cpp through xllamacpp) and their ratio; LLM keywords cold (empty cache) and cached with the
+default backend; soft embeddings (when an adapter is given);
 generation of the weight grid in one batched pass against the same candidates generated one call at
 a time (and the ratio); scoring; peak resident memory. Not a test: numbers depend on the machine.
 """
@@ -56,6 +58,7 @@ def main() -> None:
         cached, _ = timed(lambda: pmg.keywords(user), a.repeats)
     cfg = GenerationConfig(num_inference_steps=a.steps)
     rows = [("load models", load_s), ("LLM keywords, cold", cold), ("LLM keywords, cached", cached)]
+    backend_rows = compare_backends(user, a.threads)
     soft = None
     if pmg.soft is not None:
         s, soft = timed(lambda: pmg.soft.embed(kw), a.repeats)
@@ -80,6 +83,31 @@ def main() -> None:
     print(f"  {'batched vs one-at-a-time speed-up':<44s} {sequential / batched:8.2f} x")
     print(f"  {'keyword cache speed-up':<44s} {cold / max(cached, 1e-9):8.0f} x")
     print(f"  {'peak resident memory':<44s} {peak_mb:8.0f} MB")
+    print("keyword extraction, cold, per backend (same GGUF file, grounded):")
+    for name, secs, kw_ in backend_rows:
+        print(f"  {name:<44s} {secs:8.3f} s   {', '.join(kw_.preference)} | {', '.join(kw_.target)}")
+    if len(backend_rows) == 2:
+        print(f"  {'llama.cpp vs transformers speed-up':<44s} {backend_rows[0][1] / backend_rows[1][1]:8.2f} x")
+
+
+def compare_backends(user, threads: int) -> list[tuple[str, float, object]]:
+    """Cold keyword extraction (models loaded, no cache) with transformers and with xllamacpp."""
+    import importlib.util
+
+    from pmg.keywords.extract import build_extractor
+
+    rows = []
+    for backend in ("transformers", "xllamacpp"):
+        if backend == "xllamacpp" and importlib.util.find_spec("xllamacpp") is None:
+            continue
+        ext = build_extractor("smollm2", backend=backend, threads=threads, cache_dir=None,
+                              model_cache_dir=Path.home() / ".cache" / "pmg")
+        ext(user)  # warm-up: first-call allocations
+        t0 = time.perf_counter()
+        kw = ext(user)
+        rows.append((f"{backend} ({ext.llm.name})", time.perf_counter() - t0, kw))
+        del ext
+    return rows
 
 
 if __name__ == "__main__":

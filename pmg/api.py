@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from PIL import Image
 
 from pmg.behaviours.schema import UserBehaviours
 from pmg.conditioning.weighting import DEFAULT_GRID, normalize_weights
+from pmg.errors import ConfigError
 from pmg.keywords.extract import KeywordExtractor, KeywordResult
 from pmg.scoring.select import select_best, similarity_scores, z_scores
 
@@ -47,12 +49,38 @@ class GenerationConfig:
     use_soft: bool = True  # False: the paper's "without soft embeddings" ablation
 
     def __post_init__(self):
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        if self.num_inference_steps is not None and self.num_inference_steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.num_inference_steps}")
-        for wp, wt in self.weights:
-            normalize_weights(wp, wt)
+        """The one place generation options are validated (the CLI and the service only parse)."""
+        from pmg.conditioning.weighting import parse_grid
+        from pmg.limits import MAX_GRID, MAX_GUIDANCE, MAX_STEPS, MAX_WEIGHT, check_number, check_seed
+
+        check_seed(self.seed, "seed")
+        check_number(self.alpha, "alpha", 0.0, 1.0)
+        check_number(self.guidance_scale, "guidance", 0.0, MAX_GUIDANCE)
+        if self.num_inference_steps is not None:
+            steps = self.num_inference_steps
+            if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+                raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
+        if isinstance(self.weights, str):
+            try:
+                self.weights = parse_grid(self.weights)
+            except ValueError as e:
+                raise ConfigError(f"weights: {e}") from None
+        try:
+            pairs = tuple((float(wp), float(wt)) for wp, wt in self.weights)
+        except (TypeError, ValueError):
+            raise ConfigError(f"weights must be (w_p, w_t) pairs, got {self.weights!r}") from None
+        if not 1 <= len(pairs) <= MAX_GRID:
+            raise ConfigError(f"weights: the grid must have 1 to {MAX_GRID} pairs, got {len(pairs)}")
+        for wp, wt in pairs:
+            check_number(wp, "weights (w_p)", 0.0, MAX_WEIGHT)
+            check_number(wt, "weights (w_t)", 0.0, MAX_WEIGHT)
+            try:
+                normalize_weights(wp, wt)
+            except ValueError as e:
+                raise ConfigError(f"weights: {e}") from None
+        self.weights = pairs
+        if len(self.negative_prompt) > 1000:
+            raise ConfigError(f"negative prompt: {len(self.negative_prompt)} characters, at most 1000")
 
 
 @dataclass
@@ -85,6 +113,9 @@ class PMGResult:
 class PMG:
     def __init__(self, extractor: KeywordExtractor, generator, scorer, soft=None):
         self.extractor, self.generator, self.scorer, self.soft = extractor, generator, scorer, soft
+        # Safe from several threads: the generator runs concurrently (a scheduler per call, locked
+        # tokenizers); the keyword stage, soft embeddings and scorer each run one call at a time.
+        self._keyword_lock, self._soft_lock, self._score_lock = threading.Lock(), threading.Lock(), threading.Lock()
 
     @classmethod
     def from_names(
@@ -100,13 +131,11 @@ class PMG:
         cache_dir: str | Path | None = None,
         model_cache_dir: str | Path | None = None,
         threads: int | None = None,
-        allow_instructions: bool = False,
         soft: str | Path | None = None,
     ) -> "PMG":
         from pmg.captioning.base import TaggerCaptioner, TransformersCaptioner
         from pmg.generation.loading import load_generator
-        from pmg.io.cache import JsonCache
-        from pmg.llm import load_llm
+        from pmg.keywords.extract import build_extractor
         from pmg.scoring.scorers import load_scorer
 
         if threads:
@@ -120,10 +149,9 @@ class PMG:
             cap = TaggerCaptioner(scorer_obj, default_vocabulary)
         else:
             cap = TransformersCaptioner(captioner)
-        cache = JsonCache(cache_dir) if cache_dir else None
-        llm_obj = load_llm(llm, backend=llm_backend, threads=threads or 2, model_name=llm_model_name,
-                           cache_dir=model_cache_dir if model_cache_dir is not None else default_cache_dir())
-        extractor = KeywordExtractor(llm_obj, captioner=cap, cache=cache, allow_instructions=allow_instructions)
+        extractor = build_extractor(llm, backend=llm_backend, threads=threads or 2, model_name=llm_model_name,
+                                    model_cache_dir=model_cache_dir if model_cache_dir is not None else default_cache_dir(),
+                                    cache_dir=cache_dir, captioner=cap)
         pipe = load_generator(generator, scheduler=scheduler)
         soft_obj = None
         if soft is not None:
@@ -134,7 +162,8 @@ class PMG:
         return cls(extractor, pipe, scorer_obj, soft=soft_obj)
 
     def keywords(self, user: UserBehaviours) -> KeywordResult:
-        return self.extractor(user)
+        with self._keyword_lock:
+            return self.extractor(user)
 
     def generate(self, user: UserBehaviours, config: GenerationConfig | None = None, *, keywords: KeywordResult | None = None,
                  callback=None) -> PMGResult:
@@ -143,14 +172,15 @@ class PMG:
             config = dataclasses.replace(config, num_inference_steps=self.generator.default_steps)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        kw = keywords or self.extractor(user)
+        kw = keywords or self.keywords(user)
         timings["keywords_s"] = time.perf_counter() - t0
         warnings = list(kw.warnings)
         pref = kw.preference if config.use_keywords else []
         soft = None
         if self.soft is not None and config.use_soft:
             t0 = time.perf_counter()
-            soft = self.soft.embed(kw)
+            with self._soft_lock:
+                soft = self.soft.embed(kw)
             timings["soft_embeddings_s"] = time.perf_counter() - t0
         if not pref and soft is None:
             weights = [(0.0, 1.0)]  # nothing to weigh against: one target-only candidate
@@ -167,9 +197,10 @@ class PMG:
         )
         timings["generation_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        img = self.scorer.embed_images(out.images)
         texts = [", ".join(kw.target)] + ([", ".join(kw.preference)] if kw.preference else [])
-        txt = self.scorer.embed_texts(texts)
+        with self._score_lock:
+            img = self.scorer.embed_images(out.images)
+            txt = self.scorer.embed_texts(texts)
         d_p, d_t = similarity_scores(img, txt[1] if kw.preference else None, txt[0])
         z = z_scores(d_p, d_t, config.alpha)
         best = select_best(z)

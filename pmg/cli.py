@@ -27,14 +27,13 @@ def _default_threads() -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("user", type=Path, help="behaviours JSON file (see examples/users/)")
     p.add_argument("--llm", default="smollm2", help="'smollm2' (offline default), a model folder, a .gguf file, or an http(s) OpenAI-compatible URL")
-    p.add_argument("--llm-backend", default="auto", choices=["auto", "transformers", "llamacpp", "openai"])
+    p.add_argument("--llm-backend", default="auto", choices=["auto", "xllamacpp", "transformers", "llamacpp", "openai"])
     p.add_argument("--llm-model-name", default="default", help="model name sent to an OpenAI-compatible server")
     p.add_argument("--captioner", default="tagger", help="'tagger' (scorer ranks a vocabulary), 'none', or a transformers image-to-text folder")
     p.add_argument("--scorer", default="pmg-mini", help="'pmg-mini' (mini-CLIP) or a CLIP folder (used by the tagger too)")
     p.add_argument("--cache-dir", type=Path, default=None, help="keyword / description cache (default: $PMG_CACHE_DIR or ~/.cache/pmg)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--threads", type=int, default=_default_threads(), help="torch / llama.cpp threads (default: $PMG_THREADS or 2)")
-    p.add_argument("--allow-instructions", action="store_true", help="treat instruction-like item text as plain text instead of refusing")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -121,9 +120,7 @@ def cmd_keywords(args) -> int:
 
     from pmg.behaviours.schema import load_user
     from pmg.captioning.base import TaggerCaptioner, TransformersCaptioner
-    from pmg.io.cache import JsonCache
-    from pmg.keywords.extract import KeywordExtractor
-    from pmg.llm import load_llm
+    from pmg.keywords.extract import build_extractor
 
     torch.set_num_threads(args.threads)
     user = load_user(args.user)
@@ -138,10 +135,8 @@ def cmd_keywords(args) -> int:
             cap = TransformersCaptioner(args.captioner)
     cache = _cache_dir(args)
     _log(f"loading LLM {args.llm} ...")
-    llm = load_llm(args.llm, backend=args.llm_backend, threads=args.threads, model_name=args.llm_model_name,
-                   cache_dir=args.cache_dir or _default_cache())
-    ext = KeywordExtractor(llm, captioner=cap, cache=JsonCache(cache) if cache else None,
-                           allow_instructions=args.allow_instructions)
+    ext = build_extractor(args.llm, backend=args.llm_backend, threads=args.threads, model_name=args.llm_model_name,
+                          model_cache_dir=args.cache_dir or _default_cache(), cache_dir=cache, captioner=cap)
     t0 = time.perf_counter()
     res = ext(user)
     _log(f"keywords in {time.perf_counter() - t0:.1f} s ({'cached' if res.cached else f'{res.llm_calls} LLM calls'})")
@@ -185,8 +180,7 @@ def cmd_generate(args) -> int:
     _log("loading models (LLM, generator, scorer) ...")
     pmg = PMG.from_names(args.llm, args.generator, args.scorer, args.captioner, llm_backend=args.llm_backend,
                          llm_model_name=args.llm_model_name, scheduler=args.scheduler, cache_dir=_cache_dir(args),
-                         model_cache_dir=args.cache_dir or _default_cache(), threads=args.threads,
-                         allow_instructions=args.allow_instructions, soft=soft)
+                         model_cache_dir=args.cache_dir or _default_cache(), threads=args.threads, soft=soft)
     _log("extracting keywords ...")
     t0 = time.perf_counter()
     kw = pmg.keywords(user)
@@ -237,9 +231,8 @@ def cmd_train_soft(args) -> int:
     from pmg.behaviours.to_text import ItemDescriber
     from pmg.generation.loading import load_generator
     from pmg.io.cache import JsonCache
-    from pmg.keywords.extract import KeywordExtractor
+    from pmg.keywords.extract import build_extractor
     from pmg.keywords.templates import load_prompt_set
-    from pmg.llm import load_llm
     from pmg.llm.transformers_llm import load_causal_lm
     from pmg.registry import resolve_llm
     from pmg.soft.model import SoftConfig, SoftPreferenceModel
@@ -266,8 +259,9 @@ def cmd_train_soft(args) -> int:
     cache_root = args.cache_dir or _default_cache()
     cache = None if args.no_cache else JsonCache(cache_root)
     pipe = load_generator(args.generator)
-    llm = load_llm(args.llm, backend=args.llm_backend, threads=args.threads, model_name=args.llm_model_name, cache_dir=cache_root)
-    extractor = KeywordExtractor(llm, cache=cache, allow_instructions=args.allow_instructions)
+    extractor = build_extractor(args.llm, backend=args.llm_backend, threads=args.threads, model_name=args.llm_model_name,
+                                model_cache_dir=cache_root, cache_dir=None if args.no_cache else cache_root)
+    llm = extractor.llm
     describers = {}
 
     def describe(items, scenario):
@@ -313,14 +307,12 @@ def cmd_eval(args) -> int:
     if args.benchmark == "movies":
         from pmg.evaluation.benchmarks.movies import build_movie_benchmark
         from pmg.evaluation.run import evaluate_movies_text, write_movie_table
-        from pmg.io.cache import JsonCache
-        from pmg.keywords.extract import KeywordExtractor
-        from pmg.llm import load_llm
+        from pmg.keywords.extract import build_extractor
 
         if not (bench / "split.json").is_file():
             _log(f"building the movies benchmark in {bench} ...")
             _log(f"  {build_movie_benchmark(bench)}")
-        ext = KeywordExtractor(load_llm(args.llm, threads=args.threads, cache_dir=cache), cache=JsonCache(cache))
+        ext = build_extractor(args.llm, threads=args.threads, model_cache_dir=cache, cache_dir=cache)
         print(write_movie_table(evaluate_movies_text(ext, bench, args.split, limit=args.limit), out))
         print(f"\nwrote {out}/movies_text.md, results.jsonl (no posters offline: text-side metrics only)")
         return 0

@@ -15,3 +15,7 @@ class ModelLoadError(PMGError):
 
 class LLMError(PMGError):
     """The language model backend failed or returned nothing usable."""
+
+
+class ConfigError(PMGError, ValueError):
+    """A generation option (steps, weights, seed, threads, a path) is out of bounds; names the option."""

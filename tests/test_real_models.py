@@ -17,18 +17,21 @@ pytestmark = pytest.mark.slow
 def smollm2():
     from pmg.llm import load_llm
 
-    return load_llm("smollm2")
+    return load_llm("smollm2", backend="transformers")
 
 
-def test_smollm2_finds_cat_for_the_cat_lover(smollm2, repo):
-    from pmg.keywords.extract import KeywordExtractor
+def test_smollm2_finds_cat_for_the_cat_lover(repo):
+    from pmg.keywords.extract import build_extractor
 
-    res = KeywordExtractor(smollm2)(load_user(repo / "examples/users/cat_lover.json"))
+    ext = build_extractor("smollm2")  # the default: llama.cpp (xllamacpp), JSON-constrained, grounded
+    res = ext(load_user(repo / "examples/users/cat_lover.json"))
     keys = [normalize_keyword(k) for k in res.preference]
     assert "cat" in keys, res.raw_answers
     assert "twemoji style" in keys  # the explicit style every item carries
     assert 1 <= len(res.preference) <= 10 and 1 <= len(res.target) <= 5
-    assert res.prompt_version == "emoticon-v1" and res.model == "smollm2"
+    assert res.prompt_version == "emoticon-v1" and res.model == "smollm2:llama.cpp"
+    assert res.target[0] == "happy"  # "I'm so happy today!"
+    assert all(raw.lstrip().startswith("[") for raw in res.raw_answers.values())  # constrained to JSON lists
 
 
 def test_smollm2_is_deterministic(smollm2):
@@ -46,7 +49,7 @@ def test_readme_main_command_on_the_bundled_example(repo, tmp_path):
                         "--out", str(out), "--no-progress"], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((out / "manifest.json").read_text())
-    assert m["models"]["generator"] == "pmg-mini" and m["models"]["llm"] == "smollm2"
+    assert m["models"]["generator"] == "pmg-mini" and m["models"]["llm"] == "smollm2:llama.cpp"
     assert len(m["candidates"]) == 5 and 0 <= m["best"] < 5
     assert "cat" in [normalize_keyword(k) for k in m["keywords"]["preference"]]
     from PIL import Image
@@ -65,10 +68,10 @@ def test_dequantized_gguf_cache_is_exact_and_fast(smollm2, tmp_path):
     from pmg.llm import ChatRequest, load_llm
 
     req = [ChatRequest("You are helpful.", "Name a colour.", "The colour is", 8)]
-    first = load_llm("smollm2", cache_dir=tmp_path)  # dequantises and saves
+    first = load_llm("smollm2", backend="transformers", cache_dir=tmp_path)  # dequantises and saves
     assert list((tmp_path / "llm-dequantized").iterdir())
     t0 = time.perf_counter()
-    second = load_llm("smollm2", cache_dir=tmp_path)  # loads the saved weights
+    second = load_llm("smollm2", backend="transformers", cache_dir=tmp_path)  # loads the saved weights
     cached_load = time.perf_counter() - t0
     assert first.generate(req) == second.generate(req) == smollm2.generate(req)
     assert cached_load < 20

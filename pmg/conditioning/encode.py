@@ -9,6 +9,7 @@ tokens, padded, encoded on its own, and the chunk states are concatenated along 
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 
@@ -33,9 +34,15 @@ def _special_ids(tokenizer) -> tuple[int | None, int | None, int]:
     return bos, eos, pad
 
 
+# Fast (Rust) tokenizers are not safe to call from several threads at once ("Already borrowed"
+# when their truncation/padding state changes): one lock for every tokenizer call in this module.
+_TOKENIZER_LOCK = threading.Lock()
+
+
 def _token_ids(tokenizer, text: str) -> list[int]:
     # verbose=False: the "longer than the maximum sequence length" warning does not apply to chunking
-    return tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+    with _TOKENIZER_LOCK:
+        return tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
 
 
 def count_chunks(tokenizer, text: str, max_length: int) -> int:

@@ -12,6 +12,8 @@ convention lives.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = ["DEFAULT_GRID", "parse_grid", "normalize_weights", "weighted_context", "pad_uncond"]
@@ -27,21 +29,26 @@ def parse_grid(text: str) -> tuple[tuple[float, float], ...]:
             wp, wt = (float(v) for v in part.split(":"))
         except ValueError:
             raise ValueError(f"weight {part.strip()!r} is not of the form W_P:W_T (e.g. 1:3)") from None
-        if wp < 0 or wt < 0 or wp + wt == 0:
-            raise ValueError(f"weight {part.strip()!r}: both must be >= 0 and not both 0")
+        check_pair(wp, wt, part.strip())
         pairs.append((wp, wt))
     if not pairs:
         raise ValueError("the weight grid is empty")
     return tuple(pairs)
 
 
+def check_pair(w_p: float, w_t: float, shown: str | None = None) -> None:
+    """Finite, >= 0, not both zero; the error shows the pair as given."""
+    shown = shown or f"{w_p}:{w_t}"
+    if not (math.isfinite(w_p) and math.isfinite(w_t)):
+        raise ValueError(f"weight {shown!r}: both must be finite numbers")
+    if w_p < 0 or w_t < 0 or w_p + w_t == 0:
+        raise ValueError(f"weight {shown!r}: both must be >= 0 and not both 0")
+
+
 def normalize_weights(w_p: float, w_t: float) -> tuple[float, float]:
     """Scale a ratio so that max(w_p, w_t) == 1."""
-    if w_p < 0 or w_t < 0:
-        raise ValueError(f"weights {w_p}:{w_t} must be >= 0")
+    check_pair(w_p, w_t)
     m = max(w_p, w_t)
-    if m <= 0:
-        raise ValueError(f"weights {w_p}:{w_t} are both zero")
     return w_p / m, w_t / m
 
 

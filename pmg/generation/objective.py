@@ -35,6 +35,7 @@ def denoising_loss(
     sigmas: torch.Tensor | None = None,
     timesteps: torch.Tensor | None = None,
     reduction: str = "mean",
+    encoder_attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MSE between the U-Net's prediction and its target on noised ``latents``.
 
@@ -44,6 +45,7 @@ def denoising_loss(
         sigmas: (B,) flow-matching noise levels in (0, 1); sampled if None.
         timesteps: (B,) integer DDPM timesteps; sampled if None.
         reduction: "mean" for a scalar, "none" for one value per sample (B,).
+        encoder_attention_mask: (B, T) 1 for tokens to attend to, 0 for removed ones (zero weight).
     """
     b, device = latents.shape[0], latents.device
     if noise is None:
@@ -62,6 +64,6 @@ def denoising_loss(
         noisy = scheduler.add_noise(latents, noise, t)
         kind = scheduler.config.prediction_type
         target = noise if kind == "epsilon" else scheduler.get_velocity(latents, noise, t)
-    pred = unet(noisy, t, encoder_hidden_states=encoder_hidden_states).sample
+    pred = unet(noisy, t, encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask).sample
     loss = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     return loss.mean() if reduction == "mean" else loss

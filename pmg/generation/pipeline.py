@@ -7,6 +7,7 @@ candidates differ only by their condition weights.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -157,21 +158,23 @@ class PMGPipeline:
         uncond = pad_uncond(self.encode_empty(negative_prompt), t_len).expand(k, -1, -1)
         do_cfg = guidance_scale != 1.0
         context = torch.cat([uncond, cond]) if do_cfg else cond
-        # 4. the same initial latents for every candidate
+        # 4. the same initial latents for every candidate; a scheduler of this call's own (diffusers
+        # schedulers keep a step counter: one shared between threads breaks both calls)
         init = self.prepare_latents(generator, latents)
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        lat = (init * getattr(self.scheduler, "init_noise_sigma", 1.0)).expand(k, -1, -1, -1).clone()
+        scheduler = copy.deepcopy(self.scheduler)
+        scheduler.set_timesteps(num_inference_steps, device=self.device)
+        lat = (init * getattr(scheduler, "init_noise_sigma", 1.0)).expand(k, -1, -1, -1).clone()
         # 5. denoise all candidates in one batch
-        timesteps = self.scheduler.timesteps
+        timesteps = scheduler.timesteps
         for i, t in enumerate(timesteps):
             model_in = torch.cat([lat, lat]) if do_cfg else lat
-            if hasattr(self.scheduler, "scale_model_input"):  # flow-matching schedulers have none
-                model_in = self.scheduler.scale_model_input(model_in, t)
+            if hasattr(scheduler, "scale_model_input"):  # flow-matching schedulers have none
+                model_in = scheduler.scale_model_input(model_in, t)
             pred = self.unet(model_in, t, encoder_hidden_states=context).sample
             if do_cfg:
                 p_u, p_c = pred.chunk(2)
                 pred = p_u + guidance_scale * (p_c - p_u)
-            lat = self.scheduler.step(pred, t, lat).prev_sample
+            lat = scheduler.step(pred, t, lat).prev_sample
             if callback is not None:
                 callback(i + 1, len(timesteps))
         # 6. decode

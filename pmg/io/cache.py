@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,6 @@ class JsonCache:
     def put(self, namespace: str, key: str, value: Any) -> None:
         p = self._path(namespace, key)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(f".{os.getpid()}.tmp")
+        tmp = p.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # threads never share a temp file
         tmp.write_text(json.dumps(value, ensure_ascii=False, indent=1))
         os.replace(tmp, p)  # atomic: a reader never sees half a file

@@ -106,6 +106,23 @@ def manifest_dict(result, files: dict[str, str]) -> dict:
     }
 
 
+def _finite(obj):
+    """NaN and infinity become null: the manifest is strict JSON every parser reads."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def strict_json(obj) -> str:
+    return json.dumps(_finite(obj), indent=2, ensure_ascii=False, allow_nan=False)
+
+
 def save_result(result, out_dir: str | Path) -> Path:
     """Write everything under ``out_dir``; returns the manifest path."""
     out_dir = Path(out_dir)
@@ -123,7 +140,7 @@ def save_result(result, out_dir: str | Path) -> Path:
         _enlarge(best).save(tmp / "best_large.png")
         contact_sheet(result).save(tmp / "contact_sheet.png")
         files = {n: _sha256(tmp / n) for n in ["best.png", "best_large.png", "contact_sheet.png", *names]}
-        (tmp / "manifest.json").write_text(json.dumps(manifest_dict(result, files), indent=2, ensure_ascii=False))
+        (tmp / "manifest.json").write_text(strict_json(manifest_dict(result, files)))
         out_dir.mkdir(exist_ok=True)
         (out_dir / "candidates").mkdir(exist_ok=True)
         for n in [*files, "manifest.json"]:  # manifest last: its presence means the rest is there

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-__all__ = ["parse_keywords", "normalize_keyword", "rank_keywords", "attribute_keywords"]
+__all__ = ["parse_answer", "trim_keyword", "frequent_words", "parse_keywords", "normalize_keyword", "rank_keywords", "attribute_keywords"]
 
 _STOP_LINE = re.compile(r"^\s*(###|human:|assistant:|user:|note:|explanation:|these keywords)", re.I)
 _ECHO = re.compile(r"^(the\s+)?(\d+\s+)?keywords?\s+(are|is)\s*:?", re.I)
@@ -63,6 +63,22 @@ def parse_keywords(answer: str, *, max_words: int = 4, max_chars: int = 40) -> l
     return out
 
 
+def parse_answer(answer: str) -> list[str]:
+    """A JSON list of phrases (a constrained answer) or free text, as keywords."""
+    import json
+
+    text = answer.strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            items = None
+        if isinstance(items, list):
+            out = [k for it in items if isinstance(it, str) for k in parse_keywords(it)]
+            return [t for k in out if (t := trim_keyword(k))]
+    return [t for k in parse_keywords(answer) if (t := trim_keyword(k))]
+
+
 def _singular(word: str) -> str:
     if len(word) <= 3 or word.endswith(("ss", "us", "is", "ous")):
         return word
@@ -89,15 +105,50 @@ def attribute_keywords(attributes: list[dict[str, str]], min_share: float = 0.3)
     """
     counts: dict[str, int] = defaultdict(int)
     for attrs in attributes:
+        seen = set()  # one vote per item: a value repeated inside one item is still one item's word
         for k, v in attrs.items():
             for value in re.split(r"[|,;/]", v):
                 value = value.strip()
                 if not value or len(value) > 40:
                     continue
                 kw = f"{value} style" if "style" in k.lower() and "style" not in value.lower() else value
-                counts[kw.lower()] += 1
+                seen.add(kw.lower())
+        for kw in seen:
+            counts[kw] += 1
     need = max(2, min_share * len(attributes)) if len(attributes) > 1 else 1
     return {k: n / len(attributes) for k, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n >= need}
+
+
+_PRONOUNS = {"i", "me", "my", "mine", "you", "your", "we", "our", "he", "him", "his", "she", "her", "they", "them",
+             "their", "it", "its", "this", "that", "these", "those"}
+_EDGE = (_STOPWORDS - {"style", "styles", "color", "colour", "theme"}) | _PRONOUNS | {
+    "with", "very", "so", "some", "any", "all", "like", "likes", "liked"}
+
+
+def trim_keyword(k: str) -> str:
+    """Function words off both ends ("the dogs" -> "dogs", "black tshirt with" -> "black tshirt");
+    empty when a pronoun is left inside ("took my dog" is a sentence, not a keyword)."""
+    words = k.split()
+    while words and words[0].lower() in _EDGE:
+        words.pop(0)
+    while words and words[-1].lower() in _EDGE:
+        words.pop()
+    if any(w.lower() in _PRONOUNS for w in words):
+        return ""
+    return " ".join(words)
+
+
+def frequent_words(texts: list[str], min_share: float = 0.5, exclude: set[str] = frozenset()) -> dict[str, float]:
+    """Content words that most of the behaviours share ("cat" in 7 of 7 cat emoji), with that share:
+    a vote for the keyword ranking, grounded by construction."""
+    if len(texts) < 2:
+        return {}
+    counts: dict[str, int] = defaultdict(int)
+    for t in texts:
+        for w in set(normalize_keyword(t).split()):
+            if len(w) > 2 and w not in _EDGE and w not in exclude and not w.isdigit():
+                counts[w] += 1
+    return {w: n / len(texts) for w, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n / len(texts) >= min_share}
 
 
 def _grounded(key: str, texts: list[str]) -> int:
@@ -116,7 +167,7 @@ def rank_keywords(
     examples: tuple[str, ...] = (),
     banned: list[str] = (),
     support: dict[str, float] | None = None,
-    top_k: int = 10,
+    top_k: int | None = 10,
 ) -> list[str]:
     """Merge per-attribute keyword lists, de-duplicate, rank, keep ``top_k``.
 
@@ -155,4 +206,4 @@ def rank_keywords(
             continue
         scores[key] = votes[key] + 2 * g
     order = sorted(scores, key=lambda k: (-scores[k], first[k]))
-    return [surface[k] for k in order[:top_k]]
+    return [surface[k] for k in (order if top_k is None else order[:top_k])]

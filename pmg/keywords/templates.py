@@ -51,6 +51,15 @@ class PromptSet:
     def target_prompt(self, *, title: str = "", text: str = "", message: str = "") -> str:
         return self.target.format(item_singular=self.item_singular, title=title, text=text, message=message)
 
+    def words(self) -> set[str]:
+        """Words of the prompts themselves (examples, "keywords", the item noun): an answer that only
+        echoes them is not about the user."""
+        import re
+
+        text = " ".join([self.principle, self.preference, self.target, self.item_noun, self.item_singular, *self.examples,
+                         *self.attributes])
+        return {w for w in re.findall(r"[a-z]+", re.sub(r"\{[a-z_0-9]+\}", " ", text.lower())) if len(w) > 2}
+
     def summary_prompt(self, title: str, text: str) -> str:
         return self.summary.format(item_singular=self.item_singular, title=title, text=text)
 

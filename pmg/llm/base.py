@@ -7,7 +7,7 @@ prefix (transformers, llama.cpp) do; chat-only HTTP servers get the prefix as an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 __all__ = ["ChatRequest", "LLM", "render_plain"]
@@ -19,6 +19,9 @@ class ChatRequest:
     user: str
     prefix: str = ""
     max_new_tokens: int = 64
+    # a JSON schema the answer must follow, for backends that constrain decoding (llama.cpp's
+    # grammars, OpenAI-compatible ``response_format``); others ignore it and are parsed as free text
+    json_schema: dict | None = field(default=None, hash=False)
 
 
 @runtime_checkable

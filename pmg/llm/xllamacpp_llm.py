@@ -1,0 +1,107 @@
+"""llama.cpp through ``xllamacpp`` (prebuilt CPU wheels, no compiler): the default for GGUF files.
+
+llama.cpp's own server runs in-process (``xllamacpp.Server``): requests are OpenAI-style chat dicts,
+several are decoded at once in parallel slots (``n_parallel``; continuous batching), and a JSON
+schema in the request constrains decoding to it (llama.cpp compiles it to a grammar). The assistant
+prefix ("The keywords are: 1.") is sent as a final assistant message, which llama.cpp continues.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pmg.errors import ModelLoadError
+from pmg.llm.base import ChatRequest
+
+__all__ = ["XLlamaCppLLM"]
+
+
+class XLlamaCppLLM:
+    """Greedy decoding with llama.cpp; ``generate`` sends its requests to ``n_parallel`` slots at once.
+
+    Args:
+        gguf: a ``.gguf`` model file.
+        n_threads: CPU threads for decoding (``--threads``).
+        n_ctx: context per slot; the server gets ``n_ctx * n_parallel``.
+        n_parallel: requests decoded together.
+    """
+
+    supports_json_schema = True
+
+    def __init__(self, gguf: str | Path, n_threads: int = 2, n_ctx: int = 2048, n_parallel: int = 4,
+                 name: str | None = None):
+        try:
+            import xllamacpp
+        except ImportError:
+            raise ModelLoadError("the xllamacpp backend needs `pip install xllamacpp`") from None
+        gguf = Path(gguf)
+        if not gguf.is_file():
+            raise ModelLoadError(f"GGUF file not found: {gguf}")
+        p = xllamacpp.CommonParams()
+        p.model.path = str(gguf)
+        p.n_parallel = max(1, int(n_parallel))
+        p.n_ctx = n_ctx * p.n_parallel
+        p.cpuparams.n_threads = p.cpuparams_batch.n_threads = max(1, int(n_threads))
+        p.sampling.seed = 0
+        p.warmup = False
+        p.verbosity = -1
+        p.log_json = False
+        p.endpoint_metrics = False
+        self.n_parallel = p.n_parallel
+        with _quiet_stderr(os.environ.get("PMG_LLM_VERBOSE") != "1"):
+            try:
+                self.server = xllamacpp.Server(p)
+            except Exception as e:  # noqa: BLE001 - the binding raises plain exceptions
+                raise ModelLoadError(f"llama.cpp could not load {gguf}: {e}") from None
+        self.name = f"{name or gguf.name}:llama.cpp"  # caches and manifests tell the backends apart
+
+    def _body(self, req: ChatRequest) -> dict:
+        msgs = ([{"role": "system", "content": req.system}] if req.system else []) + [{"role": "user", "content": req.user}]
+        if req.prefix:
+            msgs.append({"role": "assistant", "content": req.prefix})
+        body = {"messages": msgs, "max_tokens": req.max_new_tokens, "temperature": 0.0, "top_k": 1,
+                "repeat_penalty": 1.1, "seed": 0}
+        if req.json_schema is not None:
+            body["json_schema"] = req.json_schema
+        return body
+
+    def _one(self, req: ChatRequest) -> str:
+        res = self.server.handle_chat_completions(self._body(req))
+        if not isinstance(res, dict) or "choices" not in res:
+            raise ModelLoadError(f"llama.cpp answered an error: {str(res)[:200]}")
+        text = (res["choices"][0]["message"].get("content") or "").strip()
+        if req.prefix and text.startswith(req.prefix.strip()):  # the continued prefill comes back whole
+            text = text[len(req.prefix.strip()):]
+        return text.strip()
+
+    def generate(self, requests: list[ChatRequest]) -> list[str]:
+        if len(requests) <= 1 or self.n_parallel == 1:
+            return [self._one(r) for r in requests]
+        with ThreadPoolExecutor(max_workers=self.n_parallel) as pool:
+            return list(pool.map(self._one, requests))
+
+
+class _quiet_stderr:
+    """llama.cpp logs model loading to fd 2 from C++; hide it unless asked (PMG_LLM_VERBOSE=1)."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, active: bool):
+        self.active = active
+
+    def __enter__(self):
+        if self.active:
+            self._lock.acquire()
+            self.saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+
+    def __exit__(self, *exc):
+        if self.active:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+            self._lock.release()
