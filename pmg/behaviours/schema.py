@@ -24,12 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pmg.errors import InputError
 
-__all__ = ["Scenario", "Item", "Target", "UserBehaviours", "load_user", "load_users", "MAX_TEXT_CHARS", "MAX_TITLE_CHARS"]
+__all__ = ["Scenario", "Item", "Target", "UserBehaviours", "load_user", "load_users", "parse_json_text", "MAX_TEXT_CHARS",
+           "MAX_TITLE_CHARS"]
 
 MAX_TITLE_CHARS = 300
 MAX_TEXT_CHARS = 20_000  # a long plot synopsis fits; a pasted book does not
-MAX_HISTORY = 1_000
 MAX_ATTRIBUTES = 30
+MAX_IMAGE_PIXELS = 4096 * 4096  # a history image's header may not promise more (decompression bombs)
 
 # Phrases that address the model instead of describing an item. Matched case-insensitively.
 INSTRUCTION_PATTERNS = [
@@ -91,8 +92,10 @@ class Target(_Strict):
 class UserBehaviours(_Strict):
     user_id: str = Field(default="user", min_length=1, max_length=200)
     scenario: Scenario
-    history: list[Item] = Field(default_factory=list, max_length=MAX_HISTORY)
-    conversations: list[str] = Field(default_factory=list, max_length=MAX_HISTORY)
+    # Any length (the file is bounded to 20 MB): the keyword stage reads the paper's window, the last
+    # 10 items and the last conversation, so a long-time user is served, not refused.
+    history: list[Item] = Field(default_factory=list)
+    conversations: list[str] = Field(default_factory=list)
     target: Target
 
     @field_validator("conversations")
@@ -174,8 +177,13 @@ def _check_image(path: Path, where: str) -> None:
         raise InputError(f"{where}: file not found: {path}")
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise InputError(f"{where}: {path} is {w}x{h} pixels; at most {MAX_IMAGE_PIXELS:,} pixels")
             im.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise InputError(f"{where}: {path} is not a readable image ({e.__class__.__name__})") from None
 
 
@@ -192,10 +200,7 @@ def load_users(path: str | Path) -> list[UserBehaviours]:
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{n}: invalid JSON: {e.msg}") from None
+            data = parse_json_text(line, f"{path}:{n}")
             users.append(parse_user(data, base_dir=path.parent, source=f"{path}:{n}"))
         return users
     raise InputError(f"users not found: {path} (a folder of .json files or a .jsonl file)")
@@ -209,9 +214,32 @@ def load_user(path: str | Path) -> UserBehaviours:
     if path.stat().st_size > 20 * 1024 * 1024:
         raise InputError(f"{path}: {path.stat().st_size} bytes is too large for a behaviours file (20 MB at most)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8-sig")  # a UTF-8 byte-order mark is accepted, as most tools do
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    return parse_user(parse_json_text(text, str(path)), base_dir=path.parent, source=str(path))
+
+
+def parse_json_text(text: str, source: str) -> object:
+    """JSON text -> Python, with errors that name the place (nesting over 100 levels is refused)."""
+    depth = max_depth = 0
+    in_str = esc = False
+    for ch in text:  # a cheap scan: json.loads would hit Python's recursion limit on 50,000-deep input
+        if in_str:
+            esc, in_str = (False, True) if esc else (ch == "\\", ch != '"')
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > 100:
+                raise InputError(f"{source}: JSON nested more than 100 levels deep")
+        elif ch in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-    return parse_user(data, base_dir=path.parent, source=str(path))
+        raise InputError(f"{source}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise InputError(f"{source}: JSON nested too deeply") from None

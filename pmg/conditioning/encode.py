@@ -13,10 +13,12 @@ import threading
 
 import torch
 
+from pmg.errors import PMGError
+
 __all__ = ["PromptTooLongError", "count_chunks", "encode_prompts", "model_max_length"]
 
 
-class PromptTooLongError(ValueError):
+class PromptTooLongError(PMGError, ValueError):
     """A prompt needs more chunks than ``max_chunks`` allows."""
 
 

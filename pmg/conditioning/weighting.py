@@ -16,7 +16,7 @@ import math
 
 import torch
 
-__all__ = ["DEFAULT_GRID", "parse_grid", "normalize_weights", "weighted_context", "pad_uncond"]
+__all__ = ["DEFAULT_GRID", "parse_grid", "normalize_weights", "weighted_context", "context_mask", "pad_uncond"]
 
 DEFAULT_GRID: tuple[tuple[float, float], ...] = ((0, 4), (1, 3), (2, 2), (3, 1), (4, 0))
 
@@ -79,6 +79,20 @@ def weighted_context(
             parts.append(wp * soft)
         out.append(torch.cat(parts, dim=1))
     return torch.cat(out, dim=0)
+
+
+def context_mask(target_len: int, preference_len: int, soft_len: int,
+                 weights: list[tuple[float, float]] | tuple[tuple[float, float], ...]) -> torch.Tensor:
+    """(K, T) attention mask for ``weighted_context``'s layout: 0 where a condition's weight is zero.
+
+    A zero-weighted window is *removed*, not zeroed: a zero key still takes a share of the attention
+    (softmax of 0 is not 0), so 0:4 would not be the target-only image. Masked, it is exactly that.
+    """
+    rows = []
+    for w_p, w_t in weights:
+        wp, wt = normalize_weights(w_p, w_t)
+        rows.append([float(wt > 0)] * target_len + [float(wp > 0)] * (preference_len + soft_len))
+    return torch.tensor(rows)
 
 
 def pad_uncond(empty: torch.Tensor, length: int) -> torch.Tensor:

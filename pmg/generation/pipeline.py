@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from pmg.conditioning.encode import encode_prompts, model_max_length
-from pmg.conditioning.weighting import DEFAULT_GRID, normalize_weights, pad_uncond, weighted_context
+from pmg.conditioning.weighting import DEFAULT_GRID, context_mask, normalize_weights, pad_uncond, weighted_context
 
 __all__ = ["PMGPipeline", "PMGGenerationOutput", "to_pil"]
 
@@ -155,9 +155,14 @@ class PMGPipeline:
         # 3. weight after the encoder; one context per weight pair; CFG context of equal length
         cond = weighted_context(target_embeds, preference_embeds, weights, soft_embeds)  # (K, T, D)
         k, t_len = cond.shape[0], cond.shape[1]
+        mask = context_mask(target_embeds.shape[1], 0 if preference_embeds is None else preference_embeds.shape[1],
+                            0 if soft_embeds is None else soft_embeds.shape[1], weights).to(self.device)
         uncond = pad_uncond(self.encode_empty(negative_prompt), t_len).expand(k, -1, -1)
         do_cfg = guidance_scale != 1.0
         context = torch.cat([uncond, cond]) if do_cfg else cond
+        mask = torch.cat([torch.ones_like(mask), mask]) if do_cfg else mask
+        if bool(mask.all()):
+            mask = None  # nothing removed: the U-Net's plain (faster) attention
         # 4. the same initial latents for every candidate; a scheduler of this call's own (diffusers
         # schedulers keep a step counter: one shared between threads breaks both calls)
         init = self.prepare_latents(generator, latents)
@@ -170,7 +175,7 @@ class PMGPipeline:
             model_in = torch.cat([lat, lat]) if do_cfg else lat
             if hasattr(scheduler, "scale_model_input"):  # flow-matching schedulers have none
                 model_in = scheduler.scale_model_input(model_in, t)
-            pred = self.unet(model_in, t, encoder_hidden_states=context).sample
+            pred = self.unet(model_in, t, encoder_hidden_states=context, encoder_attention_mask=mask).sample
             if do_cfg:
                 p_u, p_c = pred.chunk(2)
                 pred = p_u + guidance_scale * (p_c - p_u)
