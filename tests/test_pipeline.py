@@ -84,3 +84,19 @@ def test_zero_weight_removes_the_condition(tiny_pipe):
 
     assert context_mask(2, 3, 1, [(0, 4), (1, 0), (1, 1)]).tolist() == [
         [1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]
+
+
+def test_grids_of_several_users_in_one_pass_equal_their_own(tiny_pipe):
+    """Batching users (the service) pads shorter contexts with masked tokens: same images as alone."""
+    import numpy as np
+
+    users = [(["happy"], ["cat", "twemoji"], 1), (["sad", "crying", "tears"], None, 2),
+             (["angry"], ["dog, " * 20 + "openmoji"], 3)]  # one, none and two preference windows
+    alone = [tiny_pipe(t, p, generator=torch.Generator().manual_seed(s), num_inference_steps=3) for t, p, s in users]
+    grids = [tiny_pipe.prepare_grid(t, p, generator=torch.Generator().manual_seed(s)) for t, p, s in users]
+    together = tiny_pipe.denoise_grids(grids, num_inference_steps=3)
+    assert len({g.cond.shape[1] for g in grids}) > 1  # really different lengths
+    for a, b in zip(alone, together):
+        x, y = np.stack([np.asarray(i, dtype=int) for i in a.images]), np.stack([np.asarray(i, dtype=int) for i in b.images])
+        diff = np.abs(x - y)
+        assert diff.max() <= 1 and (diff > 0).mean() <= 0.001

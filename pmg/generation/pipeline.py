@@ -18,7 +18,7 @@ from PIL import Image
 from pmg.conditioning.encode import encode_prompts, model_max_length
 from pmg.conditioning.weighting import DEFAULT_GRID, context_mask, normalize_weights, pad_uncond, weighted_context
 
-__all__ = ["PMGPipeline", "PMGGenerationOutput", "to_pil"]
+__all__ = ["PMGPipeline", "PMGGenerationOutput", "GridRequest", "to_pil"]
 
 
 @dataclass
@@ -141,35 +141,68 @@ class PMGPipeline:
         output_type: str = "pil",
         callback: Callable[[int, int], None] | None = None,
     ) -> PMGGenerationOutput:
+        grid = self.prepare_grid(target_keywords, preference_keywords, weights=weights, soft_embeds=soft_embeds,
+                                 target_embeds=target_embeds, preference_embeds=preference_embeds,
+                                 negative_prompt=negative_prompt, generator=generator, latents=latents)
+        return self.denoise_grids([grid], num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                  output_type=output_type, callback=callback)[0]
+
+    # 2.-4. ------------------------------------------------------------------------ one user's grid
+    def prepare_grid(self, target_keywords=None, preference_keywords=None, *, weights=DEFAULT_GRID, soft_embeds=None,
+                     target_embeds=None, preference_embeds=None, negative_prompt: str = "", generator=None,
+                     latents=None) -> "GridRequest":
+        """Encode one user's conditions, weight them and draw the shared initial latents."""
         weights = [tuple(w) for w in weights]
-        num_inference_steps = self.default_steps if num_inference_steps is None else num_inference_steps
-        # 2. encode the two conditions separately (precomputed embeddings win)
-        if target_embeds is None:
+        if target_embeds is None:  # precomputed embeddings win
             target_embeds = self.encode_keywords(target_keywords)
         if preference_embeds is None:
             preference_embeds = self.encode_keywords(preference_keywords)
         if soft_embeds is not None:
             soft_embeds = soft_embeds.to(self.device, self.dtype)
-        # 1. check
-        self.check_inputs(target_embeds, preference_embeds, soft_embeds, weights, guidance_scale, num_inference_steps)
-        # 3. weight after the encoder; one context per weight pair; CFG context of equal length
+        self.check_inputs(target_embeds, preference_embeds, soft_embeds, weights, 1.0, 1)
         cond = weighted_context(target_embeds, preference_embeds, weights, soft_embeds)  # (K, T, D)
-        k, t_len = cond.shape[0], cond.shape[1]
         mask = context_mask(target_embeds.shape[1], 0 if preference_embeds is None else preference_embeds.shape[1],
                             0 if soft_embeds is None else soft_embeds.shape[1], weights).to(self.device)
-        uncond = pad_uncond(self.encode_empty(negative_prompt), t_len).expand(k, -1, -1)
+        uncond = pad_uncond(self.encode_empty(negative_prompt), cond.shape[1]).expand(len(weights), -1, -1)
+        return GridRequest(cond, mask, uncond, self.prepare_latents(generator, latents), weights)
+
+    # 5.-6. ------------------------------------------------------------------------ many grids at once
+    @torch.no_grad()
+    def denoise_grids(self, grids: list["GridRequest"], *, num_inference_steps: int | None = None,
+                      guidance_scale: float = 4.0, output_type: str = "pil",
+                      callback: Callable[[int, int], None] | None = None) -> list[PMGGenerationOutput]:
+        """Denoise the grids of several users in one batched U-Net pass per step.
+
+        Contexts of different lengths are padded with masked tokens, which take no attention, so each
+        user gets the images it would get alone (up to float summation order)."""
+        steps = self.default_steps if num_inference_steps is None else num_inference_steps
+        self.check_inputs(grids[0].uncond[:1], None, None, grids[0].weights, guidance_scale, steps)
+        t_max = max(g.cond.shape[1] for g in grids)
+
+        def pad(x, m):  # (K, T, D), (K, T) -> length t_max, padding masked out
+            extra = t_max - x.shape[1]
+            if extra == 0:
+                return x, m
+            return (torch.cat([x, x.new_zeros(x.shape[0], extra, x.shape[2])], 1),
+                    torch.cat([m, m.new_zeros(m.shape[0], extra)], 1))
+
+        conds, masks, unconds, umasks = [], [], [], []
+        for g in grids:
+            c, m = pad(g.cond, g.mask)
+            u, um = pad(g.uncond, torch.ones_like(g.mask))
+            conds.append(c), masks.append(m), unconds.append(u), umasks.append(um)
+        cond, mask = torch.cat(conds), torch.cat(masks)
         do_cfg = guidance_scale != 1.0
-        context = torch.cat([uncond, cond]) if do_cfg else cond
-        mask = torch.cat([torch.ones_like(mask), mask]) if do_cfg else mask
+        context = torch.cat([torch.cat(unconds), cond]) if do_cfg else cond
+        mask = torch.cat([torch.cat(umasks), mask]) if do_cfg else mask
         if bool(mask.all()):
             mask = None  # nothing removed: the U-Net's plain (faster) attention
-        # 4. the same initial latents for every candidate; a scheduler of this call's own (diffusers
-        # schedulers keep a step counter: one shared between threads breaks both calls)
-        init = self.prepare_latents(generator, latents)
+        # the same initial latents for every candidate of a user; a scheduler of this call's own
+        # (diffusers schedulers keep a step counter: one shared between threads breaks both calls)
         scheduler = copy.deepcopy(self.scheduler)
-        scheduler.set_timesteps(num_inference_steps, device=self.device)
-        lat = (init * getattr(scheduler, "init_noise_sigma", 1.0)).expand(k, -1, -1, -1).clone()
-        # 5. denoise all candidates in one batch
+        scheduler.set_timesteps(steps, device=self.device)
+        sigma0 = getattr(scheduler, "init_noise_sigma", 1.0)
+        lat = torch.cat([(g.latents * sigma0).expand(len(g.weights), -1, -1, -1) for g in grids]).clone()
         timesteps = scheduler.timesteps
         for i, t in enumerate(timesteps):
             model_in = torch.cat([lat, lat]) if do_cfg else lat
@@ -182,7 +215,22 @@ class PMGPipeline:
             lat = scheduler.step(pred, t, lat).prev_sample
             if callback is not None:
                 callback(i + 1, len(timesteps))
-        # 6. decode
         images = self.codec.decode(lat).float()
-        out = to_pil(images) if output_type == "pil" else images
-        return PMGGenerationOutput(images=out, weights=weights, latents=init, context_tokens=t_len)
+        outs, start = [], 0
+        for g in grids:
+            part = images[start : start + len(g.weights)]
+            start += len(g.weights)
+            outs.append(PMGGenerationOutput(images=to_pil(part) if output_type == "pil" else part, weights=g.weights,
+                                            latents=g.latents, context_tokens=g.cond.shape[1]))
+        return outs
+
+
+@dataclass
+class GridRequest:
+    """One user's weighted conditions, ready to denoise (``PMGPipeline.prepare_grid``)."""
+
+    cond: torch.Tensor  # (K, T, D) [w_t E_t ; w_p E_k ; w_p E_m] per weight pair
+    mask: torch.Tensor  # (K, T) 0 where a weight is zero
+    uncond: torch.Tensor  # (K, T, D) the empty prompt tiled to T
+    latents: torch.Tensor  # (1, C, h, w) initial latents shared by the K candidates
+    weights: list[tuple[float, float]]
