@@ -41,7 +41,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--user", type=Path, default=Path("examples/users/cat_lover.json"))
     ap.add_argument("--generator", default="pmg-mini")
-    ap.add_argument("--soft", default=None)
+    ap.add_argument("--soft", default="none", help="'auto' (the bundled adapter), 'none', or an adapter folder")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own)")
     ap.add_argument("--repeats", type=int, default=3)
@@ -60,8 +60,9 @@ def main() -> None:
     rows = [("load models", load_s), ("LLM keywords, cold", cold), ("LLM keywords, cached", cached)]
     backend_rows = compare_backends(user, a.threads)
     soft = None
-    if pmg.soft is not None:
-        s, soft = timed(lambda: pmg.soft.embed(kw), a.repeats)
+    adapter = pmg.soft_for(user.scenario.value)
+    if adapter is not None:
+        s, soft = timed(lambda: adapter.embed(kw), a.repeats)
         rows.append(("soft embeddings", s))
     pipe = pmg.generator
     a.steps = a.steps or pipe.default_steps

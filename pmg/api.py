@@ -28,7 +28,17 @@ from pmg.errors import ConfigError
 from pmg.keywords.extract import KeywordExtractor, KeywordResult
 from pmg.scoring.select import select_best, similarity_scores, z_scores
 
-__all__ = ["GenerationConfig", "Candidate", "PMGResult", "PMG", "default_cache_dir"]
+__all__ = ["GenerationConfig", "Candidate", "PMGResult", "PMG", "default_cache_dir", "bundled_adapters"]
+
+
+def bundled_adapters(generator: str) -> dict[str, Path]:
+    """scenario -> the soft-embedding adapter shipped with the built-in generator (none for others)."""
+    from pmg.registry import models_dir
+
+    if str(generator) != "pmg-mini":
+        return {}
+    return {p.name.removeprefix("soft-"): p for p in sorted((models_dir() / "pmg-mini").glob("soft-*"))
+            if (p / "soft_config.json").is_file()}
 
 
 def default_cache_dir() -> Path:
@@ -131,7 +141,7 @@ class PMG:
         cache_dir: str | Path | None = None,
         model_cache_dir: str | Path | None = None,
         threads: int | None = None,
-        soft: str | Path | None = None,
+        soft: str | Path | None = "auto",
     ) -> "PMG":
         from pmg.captioning.base import TaggerCaptioner, TransformersCaptioner
         from pmg.generation.loading import load_generator
@@ -154,33 +164,75 @@ class PMG:
                                     cache_dir=cache_dir, captioner=cap)
         pipe = load_generator(generator, scheduler=scheduler)
         soft_obj = None
-        if soft is not None:
+        if soft is not None and soft != "none":
             from pmg.soft.embedder import load_soft
 
-            soft_obj = load_soft(soft, generator=pipe.name, embed_dim=pipe.embed_dim, generator_revision=pipe.revision,
+            def load(folder):
+                return load_soft(folder, generator=pipe.name, embed_dim=pipe.embed_dim, generator_revision=pipe.revision,
                                  cache_dir=model_cache_dir if model_cache_dir is not None else default_cache_dir())
+
+            if soft == "auto":  # the bundled adapter of each scenario, for the bundled generator
+                soft_obj = {scenario: load(folder) for scenario, folder in bundled_adapters(generator).items()} or None
+            else:
+                soft_obj = load(soft)
         return cls(extractor, pipe, scorer_obj, soft=soft_obj)
 
     def keywords(self, user: UserBehaviours) -> KeywordResult:
         with self._keyword_lock:
             return self.extractor(user)
 
+    def soft_for(self, scenario: str):
+        """The soft-embedding adapter for a scenario: one for all, or one per scenario (a dict)."""
+        if isinstance(self.soft, dict):
+            return self.soft.get(scenario)
+        return self.soft
+
     def generate(self, user: UserBehaviours, config: GenerationConfig | None = None, *, keywords: KeywordResult | None = None,
                  callback=None) -> PMGResult:
-        config = config or GenerationConfig()
-        if config.num_inference_steps is None:  # resolved here so the manifest records the steps used
-            config = dataclasses.replace(config, num_inference_steps=self.generator.default_steps)
-        timings: dict[str, float] = {}
+        return self.generate_many([user], [config], keywords=[keywords], callback=callback)[0]
+
+    def generate_many(self, users: list[UserBehaviours], configs: list[GenerationConfig | None], *,
+                      keywords: list[KeywordResult | None] | None = None, callback=None) -> list[PMGResult]:
+        """Several users at once: keywords in one batched LLM call, then one U-Net pass per group of
+        users that share steps, guidance and negative prompt. Each result equals ``generate`` alone."""
+        configs = [c or GenerationConfig() for c in configs]
+        # resolved here so the manifest records the steps used
+        configs = [c if c.num_inference_steps is not None else dataclasses.replace(c, num_inference_steps=self.generator.default_steps)
+                   for c in configs]
+        keywords = list(keywords or [None] * len(users))
         t0 = time.perf_counter()
-        kw = keywords or self.keywords(user)
-        timings["keywords_s"] = time.perf_counter() - t0
+        todo = [i for i, k in enumerate(keywords) if k is None]
+        if todo:
+            with self._keyword_lock:
+                for i, kw in zip(todo, self.extractor.batch([users[i] for i in todo])):
+                    keywords[i] = kw
+        keyword_s = (time.perf_counter() - t0) / max(1, len(todo))
+        preps = [self._prepare(u, c, kw, keyword_s if i in todo else 0.0)
+                 for i, (u, c, kw) in enumerate(zip(users, configs, keywords))]
+        results: list[PMGResult | None] = [None] * len(users)
+        groups: dict[tuple, list[int]] = {}
+        for i, c in enumerate(configs):
+            groups.setdefault((c.num_inference_steps, c.guidance_scale, c.negative_prompt), []).append(i)
+        for (steps, guidance, _), idx in groups.items():
+            t0 = time.perf_counter()
+            outs = self.generator.denoise_grids([preps[i]["grid"] for i in idx], num_inference_steps=steps,
+                                                guidance_scale=guidance, callback=callback)
+            gen_s = time.perf_counter() - t0
+            for i, out in zip(idx, outs):
+                preps[i]["timings"]["generation_s"] = gen_s
+                results[i] = self._select(users[i], configs[i], keywords[i], out, preps[i])
+        return results  # type: ignore[return-value]
+
+    def _prepare(self, user: UserBehaviours, config: GenerationConfig, kw: KeywordResult, keyword_s: float) -> dict:
+        """Soft embeddings and the encoded, weighted grid of one user."""
+        timings = {"keywords_s": keyword_s}
         warnings = list(kw.warnings)
         pref = kw.preference if config.use_keywords else []
-        soft = None
-        if self.soft is not None and config.use_soft:
+        soft, adapter = None, self.soft_for(user.scenario.value)
+        if adapter is not None and config.use_soft:
             t0 = time.perf_counter()
             with self._soft_lock:
-                soft = self.soft.embed(kw)
+                soft = adapter.embed(kw)
             timings["soft_embeddings_s"] = time.perf_counter() - t0
         if not pref and soft is None:
             weights = [(0.0, 1.0)]  # nothing to weigh against: one target-only candidate
@@ -188,14 +240,13 @@ class PMG:
                 warnings.append("keywords disabled (--no-keywords): target-only generation")
         else:
             weights = list(config.weights)
-        t0 = time.perf_counter()
-        gen = torch.Generator().manual_seed(config.seed)
-        out = self.generator(
-            kw.target, pref or None, weights=weights, soft_embeds=soft, negative_prompt=config.negative_prompt,
-            num_inference_steps=config.num_inference_steps, guidance_scale=config.guidance_scale, generator=gen,
-            callback=callback,
-        )
-        timings["generation_s"] = time.perf_counter() - t0
+        grid = self.generator.prepare_grid(kw.target, pref or None, weights=weights, soft_embeds=soft,
+                                           negative_prompt=config.negative_prompt,
+                                           generator=torch.Generator().manual_seed(config.seed))
+        return {"grid": grid, "timings": timings, "warnings": warnings, "adapter": adapter}
+
+    def _select(self, user: UserBehaviours, config: GenerationConfig, kw: KeywordResult, out, prep: dict) -> PMGResult:
+        """Score every candidate against both keyword sets; keep the one maximising z."""
         t0 = time.perf_counter()
         texts = [", ".join(kw.target)] + ([", ".join(kw.preference)] if kw.preference else [])
         with self._score_lock:
@@ -204,12 +255,12 @@ class PMG:
         d_p, d_t = similarity_scores(img, txt[1] if kw.preference else None, txt[0])
         z = z_scores(d_p, d_t, config.alpha)
         best = select_best(z)
-        timings["scoring_s"] = time.perf_counter() - t0
+        timings = dict(prep["timings"], scoring_s=time.perf_counter() - t0)
         cands = [
             Candidate(w_p=wp, w_t=wt, d_p=None if d_p is None else float(d_p[i]), d_t=float(d_t[i]), z=float(z[i]), image=im)
             for i, ((wp, wt), im) in enumerate(zip(out.weights, out.images))
         ]
         models = {"llm": kw.model, "generator": self.generator.name, "scorer": self.scorer.name}
-        if self.soft is not None:
-            models["soft"] = self.soft.name
-        return PMGResult(user.user_id, user.scenario.value, kw, cands, best, config, timings, models, warnings)
+        if prep["adapter"] is not None:
+            models["soft"] = prep["adapter"].name
+        return PMGResult(user.user_id, user.scenario.value, kw, cands, best, config, timings, models, prep["warnings"])

@@ -104,6 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cache-dir", type=Path, default=None)
     e.add_argument("--threads", type=int, default=_default_threads())
     e.add_argument("--debug", action="store_true")
+    s = sub.add_parser("serve", help="serve the HTTP API and the web page (FastAPI + uvicorn)")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--llm", default="smollm2")
+    s.add_argument("--llm-backend", default="auto", choices=["auto", "xllamacpp", "transformers", "llamacpp", "openai"])
+    s.add_argument("--llm-model-name", default="default")
+    s.add_argument("--generator", default="pmg-mini")
+    s.add_argument("--scheduler", default=None)
+    s.add_argument("--scorer", default="pmg-mini")
+    s.add_argument("--captioner", default="tagger")
+    s.add_argument("--soft", default="auto")
+    s.add_argument("--cache-dir", type=Path, default=None)
+    s.add_argument("--no-cache", action="store_true")
+    s.add_argument("--threads", type=int, default=_default_threads())
+    s.add_argument("--max-batch", type=int, default=4, help="users generated together in one U-Net pass")
+    s.add_argument("--queue-size", type=int, default=16, help="waiting requests before 429")
+    s.add_argument("--timeout", type=float, default=120.0, help="seconds per request before 504")
+    s.add_argument("--api-key", default=os.environ.get("PMG_API_KEY"), help="required on every route but health (default: $PMG_API_KEY)")
+    s.add_argument("--debug", action="store_true")
     k = sub.add_parser("keywords", help="print the preference and target keywords")
     _common(k)
     k.add_argument("--verbose", action="store_true", help="also print the raw LLM answers and behaviour text")
@@ -200,7 +219,7 @@ def cmd_generate(args) -> int:
     soft = None if args.no_soft else _soft_adapter(args.soft, args.generator, user.scenario.value)
     check_writable_dir(args.out, "--out")
     check_specs(llm=args.llm, generator=args.generator, scorer=args.scorer, captioner=args.captioner,
-                scheduler=args.scheduler, soft=soft)
+                scheduler=args.scheduler, soft=None if soft == "auto" else soft)
     _log("loading models (LLM, generator, scorer) ...")
     pmg = PMG.from_names(args.llm, args.generator, args.scorer, args.captioner, llm_backend=args.llm_backend,
                          llm_model_name=args.llm_model_name, scheduler=args.scheduler, cache_dir=_cache_dir(args),
@@ -233,13 +252,10 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def _soft_adapter(spec: str, generator: str, scenario: str) -> Path | None:
-    """'auto' -> the bundled adapter for the scenario (pmg-mini only), if one ships; else a folder."""
-    from pmg.registry import models_dir
-
+def _soft_adapter(spec: str, generator: str, scenario: str) -> Path | str | None:
+    """'auto' (the bundled adapter of each scenario, chosen by ``PMG.from_names``), 'none', or a folder."""
     if spec == "auto":
-        bundled = models_dir() / "pmg-mini" / f"soft-{scenario}"
-        return bundled if generator == "pmg-mini" and (bundled / "soft_config.json").is_file() else None
+        return "auto"
     if spec in ("none", ""):
         return None
     path = Path(spec)
@@ -363,16 +379,45 @@ def cmd_eval(args) -> int:
     records = evaluate_split(pmg, bench, args.split, cfg, limit=args.limit)
     note = ("The CLIP-style scorer used for selection is left out of these metrics, as in the paper. "
             f"Models: {pmg.generator.name}, scorer {pmg.scorer.name}, LLM {pmg.extractor.llm.name}"
-            + (f", soft {pmg.soft.name}." if pmg.soft else ", no soft adapter."))
+            + (f", soft {pmg.soft_for('emoticon').name}." if pmg.soft_for("emoticon") else ", no soft adapter."))
     print(write_tables(records, out, bench, note))
     print(f"\nwrote {out}/table2.md, table2.csv, weight_grid.csv, weight_grid.png, samples.png, results.jsonl")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from pmg.api import PMG
+    from pmg.limits import check_number
+    from pmg.registry import check_specs
+    from pmg.service import ServiceConfig, create_app
+
+    _check_common(args)
+    check_specs(llm=args.llm, generator=args.generator, scorer=args.scorer, captioner=args.captioner,
+                scheduler=args.scheduler, soft=None if args.soft in ("auto", "none") else args.soft)
+    check_number(args.port, "--port", 0, 65535)
+    check_number(args.max_batch, "--max-batch", 1, 64)
+    check_number(args.queue_size, "--queue-size", 1, 10_000)
+    check_number(args.timeout, "--timeout", 1, 86_400)
+
+    def load():
+        return PMG.from_names(args.llm, args.generator, args.scorer, args.captioner, llm_backend=args.llm_backend,
+                              llm_model_name=args.llm_model_name, scheduler=args.scheduler, cache_dir=_cache_dir(args),
+                              model_cache_dir=args.cache_dir or _default_cache(), threads=args.threads, soft=args.soft)
+
+    app = create_app(load, ServiceConfig(max_batch=args.max_batch, queue_size=args.queue_size, timeout_s=args.timeout,
+                                         api_key=args.api_key or None))
+    _log(f"PMG at http://{args.host}:{args.port}/ (API docs at /docs); loading models ...")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"generate": cmd_generate, "keywords": cmd_keywords, "train-soft": cmd_train_soft, "eval": cmd_eval}
+        commands = {"generate": cmd_generate, "keywords": cmd_keywords, "train-soft": cmd_train_soft, "eval": cmd_eval,
+                    "serve": cmd_serve}
         return commands[args.command](args)
     except PMGError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -20,11 +20,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from pmg.errors import InputError
 
-__all__ = ["Scenario", "Item", "Target", "UserBehaviours", "load_user", "load_users", "parse_json_text", "MAX_TEXT_CHARS",
+__all__ = ["Scenario", "Item", "Target", "UserBehaviours", "load_user", "load_users", "parse_json_text", "check_image", "MAX_TEXT_CHARS",
            "MAX_TITLE_CHARS"]
 
 MAX_TITLE_CHARS = 300
@@ -68,6 +68,22 @@ class Item(_Strict):
     text: str = Field(default="", max_length=MAX_TEXT_CHARS)
     image: Optional[Path] = None
     attributes: dict[str, str] = Field(default_factory=dict, max_length=MAX_ATTRIBUTES)
+    # an image held in memory (the service decodes base64 uploads; no path ever reaches the server)
+    _image_data: Optional[bytes] = PrivateAttr(default=None)
+
+    def with_image_data(self, data: bytes) -> "Item":
+        self._image_data = data
+        return self
+
+    def image_bytes(self) -> bytes | None:
+        """The item's image file contents, from memory or from its path."""
+        if self._image_data is not None:
+            return self._image_data
+        return self.image.read_bytes() if self.image is not None else None
+
+    @property
+    def has_image(self) -> bool:
+        return self._image_data is not None or self.image is not None
 
     @field_validator("attributes")
     @classmethod
@@ -164,26 +180,35 @@ def parse_user(data: dict, base_dir: Path | None = None, source: str = "<input>"
         if it.image is not None:
             path = it.image if it.image.is_absolute() or base_dir is None else base_dir / it.image
             it.image = path
-            _check_image(path, f"{source}: {name}.image")
+            check_image(path, f"{source}: {name}.image")
     if user.scenario != Scenario.emoticon and user.target.item is None:
         raise InputError(f"{source}: target.item is required for the {user.scenario.value} scenario")
     return user
 
 
-def _check_image(path: Path, where: str) -> None:
+def check_image(path: Path | bytes, where: str) -> None:
+    """A readable image of at most ``MAX_IMAGE_PIXELS``, checked from its header before decoding."""
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
-    if not path.is_file():
+    if isinstance(path, (bytes, bytearray)):
+        source, path = io.BytesIO(path), "the image"
+    elif not path.is_file():
         raise InputError(f"{where}: file not found: {path}")
+    else:
+        source = path
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             w, h = im.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise InputError(f"{where}: {path} is {w}x{h} pixels; at most {MAX_IMAGE_PIXELS:,} pixels")
             im.verify()
     except InputError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError:
+        raise InputError(f"{where}: {path} promises more than {MAX_IMAGE_PIXELS:,} pixels (a decompression bomb?)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"{where}: {path} is not a readable image ({e.__class__.__name__})") from None
 
 

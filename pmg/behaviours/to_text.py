@@ -3,6 +3,7 @@ are captioned, conversations are kept. Descriptions are cached per item."""
 
 from __future__ import annotations
 
+import io
 import re
 
 from PIL import Image
@@ -31,7 +32,7 @@ class ItemDescriber:
         self.llm_calls = 0
 
     def _key(self, item: Item) -> str:
-        img = item.image.read_bytes() if item.image else b""
+        img = item.image_bytes() or b""
         import hashlib
 
         return cache_key(
@@ -61,9 +62,9 @@ class ItemDescriber:
             for i, s in zip(long, self.llm.generate(reqs)):
                 summaries[i] = f"{self.prompts.summary_prefix} {clean_field(s)}".strip()
         captions = {}
-        with_img = [i for i in todo if items[i].image is not None and self.captioner is not None]
+        with_img = [i for i in todo if items[i].has_image and self.captioner is not None]
         if with_img:
-            imgs = [Image.open(items[i].image).convert("RGB") for i in with_img]
+            imgs = [Image.open(io.BytesIO(items[i].image_bytes())).convert("RGB") for i in with_img]
             captions = dict(zip(with_img, self.captioner.caption(imgs)))
         for i in todo:
             it = items[i]

@@ -14,7 +14,7 @@ from pmg.behaviours.to_text import SUMMARY_INPUT_CHARS, ItemDescriber, clean_fie
 from pmg.errors import InputError
 from pmg.io.cache import JsonCache, cache_key
 from pmg.keywords.ground import KeywordGrounder, content_words
-from pmg.keywords.moods import MOOD_WORDS, WORD_TO_MOOD, detect_mood
+from pmg.keywords.moods import MOOD_WORDS, WORD_TO_MOOD, detect_mood, mood_of_keywords
 from pmg.keywords.parse import attribute_keywords, frequent_words, parse_answer, rank_keywords
 from pmg.keywords.templates import PromptSet, load_prompt_set
 from pmg.llm.base import LLM, ChatRequest
@@ -107,8 +107,11 @@ class KeywordExtractor:
         return self.batch([user])[0]
 
     def _key(self, recent: UserBehaviours, prompts: PromptSet) -> str:
+        import hashlib
+
+        images = [hashlib.sha256(it.image_bytes()).hexdigest() if it.has_image else None for it in recent.history]
         return cache_key(
-            "keywords", ALGORITHM_VERSION, recent.model_dump(mode="json", exclude={"user_id"}), prompts.version, self.llm.name,
+            "keywords", ALGORITHM_VERSION, recent.model_dump(mode="json", exclude={"user_id"}), images, prompts.version, self.llm.name,
             getattr(self.captioner, "name", None), self.top_k, self.n_target, self.max_new_tokens,
             self.structured, self.grounder is not None,
         )
@@ -250,7 +253,11 @@ class KeywordExtractor:
         kept = self.grounder.keep(target, evidence, exclude=prompts.words(), threshold=self.grounder.target_threshold)
         if not (user.scenario == Scenario.emoticon and user.target.message and self.grounder.embed is not None):
             return kept
-        mood = detect_mood(user.target.message, self.grounder.embed)
+        # the mood the message's own words or the LLM's grounded keywords name, else the nearest prototype
+        import re
+
+        words = re.findall(r"[a-z][a-z'-]*", user.target.message.lower())
+        mood = mood_of_keywords(words + kept) or detect_mood(user.target.message, self.grounder.embed)
         if mood is None:
             return kept
         moody = [k for k in kept if any(WORD_TO_MOOD.get(w) == mood for w in content_words(k)) or WORD_TO_MOOD.get(k) == mood]

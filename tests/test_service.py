@@ -1,0 +1,177 @@
+"""The HTTP service on tiny seeded models: API, batching, concurrency, limits, hostile bodies."""
+
+import base64
+import io
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from helpers import ScriptedLLM
+from test_output import ColourScorer
+
+from pmg.api import PMG, GenerationConfig
+from pmg.keywords.extract import KeywordExtractor
+from pmg.service import ServiceConfig, create_app
+from pmg.service.schemas import to_behaviours, GenerateIn
+
+
+def _answer(text: str) -> str:
+    if "just wrote" in text:
+        return "happy; 2. smile" if "happy" in text else "sad; 2. tears"
+    for animal in ("cat", "dog", "fox", "owl", "bee", "cow", "pig", "elk"):
+        if animal in text:
+            return f"{animal}; 2. {animal} face; 3. red"
+    return "thing"
+
+
+def _pmg(tiny_pipe):
+    return PMG(KeywordExtractor(ScriptedLLM(_answer)), tiny_pipe, ColourScorer())
+
+
+def body(animal="cat", msg="so happy", seed=0, **kw):
+    b = {"user_id": animal, "scenario": "emoticon", "history": [{"title": f"{animal} face"}, {"title": f"grinning {animal}"}],
+         "target": {"message": msg}, "options": {"seed": seed, "steps": 3}}
+    b.update(kw)
+    return b
+
+
+@pytest.fixture()
+def client(tiny_pipe):
+    app = create_app(_pmg(tiny_pipe), ServiceConfig(max_batch=8, queue_size=16, timeout_s=60, batch_window_s=0.2))
+    with TestClient(app) as c:
+        yield c
+
+
+def _pixels(out):
+    return [np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(io.BytesIO(base64.b64decode(c["png"])))) for c in out["candidates"]]
+
+
+def test_generate_equals_the_library(client, tiny_pipe):
+    r = client.post("/v1/generate", json=body())
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert len(out["candidates"]) == 5 and 0 <= out["best"] < 5
+    assert out["keywords"]["preference"][0] == "cat" and out["manifest"]["seed"] == 0
+    lib = _pmg(tiny_pipe).generate(to_behaviours(GenerateIn(**body())), GenerationConfig(seed=0, num_inference_steps=3))
+    for a, c in zip(_pixels(out), lib.candidates):
+        assert np.array_equal(a, np.asarray(c.image))  # the API gives the library's images
+    assert out["best"] == lib.best
+
+
+def test_health_models_keywords_and_jobs(client):
+    assert client.get("/v1/health").json() == {"status": "ready"}
+    assert client.get("/v1/models").json()["generator"] == "tiny"
+    kw = client.post("/v1/keywords", json={k: v for k, v in body().items() if k != "options"}).json()
+    assert kw["preference"][0] == "cat" and kw["target"][0] == "happy"
+    job = client.post("/v1/jobs", json=body(seed=3))
+    assert job.status_code == 202
+    jid = job.json()["id"]
+    for _ in range(200):
+        j = client.get(f"/v1/jobs/{jid}").json()
+        if j["status"] == "done":
+            break
+        threading.Event().wait(0.05)
+    assert j["status"] == "done" and j["progress"] == 1 and len(j["result"]["candidates"]) == 5
+    assert client.get("/v1/jobs/nope").status_code == 404
+    edited = client.post("/v1/generate", json=body(keywords={"preference": ["blue", "dog"], "target": ["sad"]})).json()
+    assert edited["keywords"]["preference"] == ["blue", "dog"] and edited["keywords"]["target"] == ["sad"]
+
+
+def test_eight_parallel_requests_are_batched_and_each_equals_its_own(client):
+    animals = ["cat", "dog", "fox", "owl", "bee", "cow", "pig", "elk"]
+    alone = {a: _pixels(client.post("/v1/generate", json=body(a, seed=i)).json()) for i, a in enumerate(animals)}
+    worker = client.app.state.pmg_state["worker"]
+    worker.batches.clear()
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(lambda ia: client.post("/v1/generate", json=body(ia[1], seed=ia[0])).json(), enumerate(animals)))
+    assert max(worker.batches) > 1  # requests really were generated together
+    for a, out in zip(animals, outs):
+        assert out["user_id"] == a
+        for x, y in zip(alone[a], _pixels(out)):
+            d = np.abs(x.astype(int) - y.astype(int))
+            assert d.max() <= 1 and (d > 0).mean() <= 0.001  # its own images, up to 1/255 on <= 0.1% of pixels
+
+
+def test_queue_full_answers_429(tiny_pipe):
+    app = create_app(_pmg(tiny_pipe), ServiceConfig(max_batch=1, queue_size=1, timeout_s=60))
+    with TestClient(app) as c:
+        worker = c.app.state.pmg_state["worker"]
+        worker.stop()  # nothing is taken from the queue any more
+        threading.Event().wait(0.3)
+        assert c.post("/v1/jobs", json=body()).status_code == 202
+        r = c.post("/v1/jobs", json=body("dog"))
+        assert r.status_code == 429 and "queue is full" in r.json()["detail"]
+
+
+def test_timeout_answers_504(tiny_pipe):
+    app = create_app(_pmg(tiny_pipe), ServiceConfig(timeout_s=0.01))
+    with TestClient(app) as c:
+        c.app.state.pmg_state["worker"].stop()
+        threading.Event().wait(0.3)
+        r = c.post("/v1/generate", json=body())
+        assert r.status_code == 504 and "took over" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("image", ["/etc/passwd", "../examples/users/cat.png", "file:///etc/hosts", "http://127.0.0.1/x.png",
+                                   base64.b64encode(b"not an image").decode()])
+def test_path_like_or_bad_images_are_422(client, image):
+    b = body()
+    b["history"][0]["image"] = image
+    r = client.post("/v1/generate", json=b)
+    assert r.status_code == 422 and "history[0].image" in r.json()["detail"]
+
+
+def test_base64_images_are_used_and_bombs_refused(client):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(buf, format="PNG")
+    b = body()
+    b["history"][0]["image"] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    assert client.post("/v1/generate", json=b).status_code == 200
+    buf = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(buf, format="PNG")
+    b["history"][0]["image"] = base64.b64encode(buf.getvalue()).decode()
+    r = client.post("/v1/generate", json=b)
+    assert r.status_code == 422 and "pixels" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("patch, field", [
+    ({"options": {"steps": 100000}}, "options.steps"), ({"options": {"weights": [[1, 1]] * 1000}}, "options.weights"),
+    ({"options": {"seed": 2**70}}, "options.seed"), ({"history": [{"title": "x"}] * 500}, "history"),
+    ({"scenario": "cooking"}, "scenario"), ({"target": {}}, "target"), ({"extra": 1}, "extra"),
+    ({"conversations": ["x" * 30_000]}, "conversations"),
+])
+def test_bounds_are_422_naming_the_field(client, patch, field):
+    r = client.post("/v1/generate", json=body(**patch))
+    assert r.status_code == 422 and field in r.json()["detail"], r.text
+
+
+def test_body_limit_and_nan(client):
+    r = client.post("/v1/generate", content=b"{" + b" " * (9 * 1024 * 1024) + b"}", headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    r = client.post("/v1/generate", content=json.dumps(body()).replace('"seed": 0', '"seed": 0, "alpha": NaN').encode(),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422
+
+
+def test_api_key_guards_all_but_health(tiny_pipe):
+    app = create_app(_pmg(tiny_pipe), ServiceConfig(api_key="s3cret"))
+    with TestClient(app) as c:
+        assert c.get("/v1/health").status_code == 200
+        assert c.get("/v1/models").status_code == 401
+        assert c.post("/v1/generate", json=body()).status_code == 401
+        assert c.get("/v1/models", headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+
+
+def test_page_and_examples(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "Generate" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    ex = client.get("/v1/examples").json()
+    assert "cat_lover" in ex and ex["cat_lover"]["scenario"] == "emoticon"
+    assert len(client.get("/v1/palette").json()["emoji"]) > 50
