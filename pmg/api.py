@@ -218,10 +218,29 @@ class PMG:
             outs = self.generator.denoise_grids([preps[i]["grid"] for i in idx], num_inference_steps=steps,
                                                 guidance_scale=guidance, callback=callback)
             gen_s = time.perf_counter() - t0
-            for i, out in zip(idx, outs):
+            for i in idx:
                 preps[i]["timings"]["generation_s"] = gen_s
-                results[i] = self._select(users[i], configs[i], keywords[i], out, preps[i])
+            for i, r in zip(idx, self._select_many([users[i] for i in idx], [configs[i] for i in idx],
+                                                   [keywords[i] for i in idx], outs, [preps[i] for i in idx])):
+                results[i] = r
         return results  # type: ignore[return-value]
+
+    def _select_many(self, users, configs, keywords, outs, preps) -> list[PMGResult]:
+        """Score every user's candidates in one scorer call each for images and texts."""
+        t0 = time.perf_counter()
+        texts = [t for kw in keywords for t in [", ".join(kw.target)] + ([", ".join(kw.preference)] if kw.preference else [])]
+        with self._score_lock:
+            img = self.scorer.embed_images([im for out in outs for im in out.images])
+            txt = self.scorer.embed_texts(texts)
+        score_s = (time.perf_counter() - t0) / len(users)
+        results, i_img, i_txt = [], 0, 0
+        for user, config, kw, out, prep in zip(users, configs, keywords, outs, preps):
+            n = len(out.images)
+            e_img, e_t = img[i_img : i_img + n], txt[i_txt]
+            e_p = txt[i_txt + 1] if kw.preference else None
+            i_img, i_txt = i_img + n, i_txt + (2 if kw.preference else 1)
+            results.append(self._select(user, config, kw, out, prep, e_img, e_t, e_p, score_s))
+        return results
 
     def _prepare(self, user: UserBehaviours, config: GenerationConfig, kw: KeywordResult, keyword_s: float) -> dict:
         """Soft embeddings and the encoded, weighted grid of one user."""
@@ -245,17 +264,13 @@ class PMG:
                                            generator=torch.Generator().manual_seed(config.seed))
         return {"grid": grid, "timings": timings, "warnings": warnings, "adapter": adapter}
 
-    def _select(self, user: UserBehaviours, config: GenerationConfig, kw: KeywordResult, out, prep: dict) -> PMGResult:
-        """Score every candidate against both keyword sets; keep the one maximising z."""
-        t0 = time.perf_counter()
-        texts = [", ".join(kw.target)] + ([", ".join(kw.preference)] if kw.preference else [])
-        with self._score_lock:
-            img = self.scorer.embed_images(out.images)
-            txt = self.scorer.embed_texts(texts)
-        d_p, d_t = similarity_scores(img, txt[1] if kw.preference else None, txt[0])
+    def _select(self, user: UserBehaviours, config: GenerationConfig, kw: KeywordResult, out, prep: dict,
+                img: torch.Tensor, e_t: torch.Tensor, e_p: torch.Tensor | None, score_s: float) -> PMGResult:
+        """d_p, d_t of every candidate against the two keyword sets; keep the one maximising z."""
+        d_p, d_t = similarity_scores(img, e_p, e_t)
         z = z_scores(d_p, d_t, config.alpha)
         best = select_best(z)
-        timings = dict(prep["timings"], scoring_s=time.perf_counter() - t0)
+        timings = dict(prep["timings"], scoring_s=score_s)
         cands = [
             Candidate(w_p=wp, w_t=wt, d_p=None if d_p is None else float(d_p[i]), d_t=float(d_t[i]), z=float(z[i]), image=im)
             for i, ((wp, wt), im) in enumerate(zip(out.weights, out.images))

@@ -262,8 +262,9 @@ class KeywordExtractor:
             return kept
         moody = [k for k in kept if any(WORD_TO_MOOD.get(w) == mood for w in content_words(k)) or WORD_TO_MOOD.get(k) == mood]
         rest = [k for k in kept if k not in moody and k.lower() not in _FILLER]
-        out = list(dict.fromkeys([mood] + moody + [w for w in MOOD_WORDS[mood][1:] if " " not in w][:2] + rest))
-        return out
+        out = list(dict.fromkeys([mood] + moody + rest))
+        fill = [w for w in MOOD_WORDS[mood] if w not in out]  # the mood's own words up to n_target
+        return out + fill[: max(0, self.n_target - len(out))]
 
     def _fallback_target(self, user: UserBehaviours) -> list[str]:
         """The target's own words: the message, or the item's title (year dropped) and attribute values."""

@@ -14,13 +14,13 @@ import torch
 __all__ = ["MOOD_WORDS", "WORD_TO_MOOD", "detect_mood", "mood_of_keywords"]
 
 MOOD_WORDS: dict[str, tuple[str, ...]] = {
-    "happy": ("happy", "joy", "joyful", "glad", "cheerful", "smile", "smiling", "grin", "delighted", "yay", "excited"),
-    "laughing": ("laugh", "laughing", "lol", "haha", "hilarious", "funny", "tears of joy", "lmao"),
-    "love": ("love", "loving", "heart-eyes", "adore", "romance", "romantic", "affection", "crush", "heart", "kiss"),
-    "sad": ("sad", "unhappy", "down", "cry", "crying", "tear", "miss", "sorrow", "heartbroken", "lonely"),
-    "angry": ("angry", "anger", "mad", "annoyed", "rage", "furious", "frustrated", "upset"),
-    "surprised": ("surprised", "surprise", "wow", "shocked", "astonished", "omg", "amazed", "unexpected"),
-    "tired": ("tired", "exhausted", "sleepy", "weary", "yawn", "nap", "fatigue"),
+    "happy": ("happy", "smile", "grin", "joy", "cheerful", "joyful", "glad", "smiling", "delighted", "yay", "excited"),
+    "laughing": ("laughing", "tears of joy", "laugh", "funny", "hilarious", "lol", "haha", "lmao"),
+    "love": ("love", "heart-eyes", "heart", "kiss", "romance", "loving", "adore", "romantic", "affection", "crush"),
+    "sad": ("sad", "crying", "tear", "unhappy", "down", "cry", "miss", "sorrow", "heartbroken", "lonely"),
+    "angry": ("angry", "frown", "rage", "mad", "annoyed", "anger", "furious", "frustrated", "upset"),
+    "surprised": ("surprised", "astonished", "open mouth", "shocked", "wow", "surprise", "omg", "amazed", "unexpected"),
+    "tired": ("tired", "sleepy", "yawn", "exhausted", "weary", "nap", "fatigue"),
     "scared": ("scared", "fear", "afraid", "fearful", "anxious", "nervous", "scream", "worried"),
     "cool": ("cool", "confident", "chill", "sunglasses", "awesome"),
     "silly": ("silly", "goofy", "playful", "tongue", "crazy", "wink"),

@@ -13,14 +13,20 @@ __all__ = ["SoftEmbedder", "load_soft"]
 
 
 class SoftEmbedder:
-    def __init__(self, model: SoftPreferenceModel, name: str = "soft", principle: str = ""):
+    def __init__(self, model: SoftPreferenceModel, name: str = "soft", principle: str = "", cache_size: int = 1024):
         self.model, self.name, self.principle = model.eval(), name, principle
+        self._cache: dict[str, torch.Tensor] = {}  # prompt -> E_m: a returning user costs no LLM pass
+        self.cache_size = cache_size
 
     @torch.no_grad()
     def embed(self, keywords) -> torch.Tensor:
         """A ``KeywordResult`` (its behaviour text and conversations) -> E_m (1, L, D)."""
         prompt = behaviour_prompt(keywords.behaviour_text, keywords.conversations, self.principle)
-        return self.model([prompt])
+        if prompt not in self._cache:
+            if len(self._cache) >= self.cache_size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[prompt] = self.model([prompt])
+        return self._cache[prompt].clone()
 
 
 def load_soft(adapter: str | Path, *, llm: str | None = None, generator: str | None = None,
