@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -25,8 +26,13 @@ from PIL import Image
 from pmg.behaviours.schema import UserBehaviours
 from pmg.conditioning.weighting import DEFAULT_GRID, normalize_weights
 from pmg.errors import ConfigError
+from pmg.generation.protocol import Generator
 from pmg.keywords.extract import KeywordExtractor, KeywordResult
 from pmg.scoring.select import select_best, similarity_scores, z_scores
+
+if TYPE_CHECKING:
+    from pmg.scoring.scorers import Scorer
+    from pmg.soft.embedder import SoftEmbedder
 
 __all__ = ["GenerationConfig", "Candidate", "PMGResult", "PMG", "default_cache_dir", "bundled_adapters"]
 
@@ -121,7 +127,8 @@ class PMGResult:
 
 
 class PMG:
-    def __init__(self, extractor: KeywordExtractor, generator, scorer, soft=None):
+    def __init__(self, extractor: KeywordExtractor, generator: Generator, scorer: Scorer,
+                 soft: SoftEmbedder | dict[str, SoftEmbedder] | None = None):
         self.extractor, self.generator, self.scorer, self.soft = extractor, generator, scorer, soft
         # Safe from several threads: the generator runs concurrently (a scheduler per call, locked
         # tokenizers); the keyword stage, soft embeddings and scorer each run one call at a time.

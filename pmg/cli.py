@@ -267,16 +267,13 @@ def _soft_adapter(spec: str, generator: str, scenario: str) -> Path | str | None
 def cmd_train_soft(args) -> int:
     import torch
 
-    from pmg.behaviours.schema import load_users
-    from pmg.behaviours.to_text import ItemDescriber
     from pmg.generation.loading import load_generator
     from pmg.io.cache import JsonCache
     from pmg.keywords.extract import build_extractor
-    from pmg.keywords.templates import load_prompt_set
     from pmg.llm.transformers_llm import load_causal_lm
     from pmg.registry import resolve_llm
     from pmg.soft.model import SoftConfig, SoftPreferenceModel
-    from pmg.soft.train import SoftTrainConfig, build_examples, split_users, train_soft
+    from pmg.soft.train import SoftTrainConfig, examples_for_users, load_training_users, split_users, train_soft
 
     _check_common(args)
     torch.set_num_threads(args.threads)
@@ -286,37 +283,14 @@ def cmd_train_soft(args) -> int:
         raise PMGError(str(e)) from None
     if not 0 <= args.val_fraction < 1:
         raise PMGError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
-    users = load_users(args.user)
-    if args.split:
-        split_file = args.user.parent / "split.json"
-        if not split_file.is_file():
-            raise PMGError(f"--split {args.split}: {split_file} not found")
-        keep = set(json.loads(split_file.read_text()).get(args.split, []))
-        users = [u for u in users if u.user_id in keep]
-    users = users[: args.limit] if args.limit else users
-    if not users:
-        raise PMGError("no users to train on")
+    users = load_training_users(args.user, args.split, args.limit)
     _log(f"{len(users)} users; loading models ...")
     cache_root = args.cache_dir or _default_cache()
-    cache = None if args.no_cache else JsonCache(cache_root)
     pipe = load_generator(args.generator)
     extractor = build_extractor(args.llm, backend=args.llm_backend, threads=args.threads, model_name=args.llm_model_name,
                                 model_cache_dir=cache_root, cache_dir=None if args.no_cache else cache_root)
-    llm = extractor.llm
-    describers = {}
-
-    def describe(items, scenario):
-        if scenario not in describers:
-            describers[scenario] = ItemDescriber(llm, load_prompt_set(scenario), None, cache)
-        return describers[scenario].describe(items)
-
     _log("keywords and behaviour text for every user (cached) ...")
-    from tqdm import tqdm
-
-    examples = []
-    for u in tqdm(users, desc="users", unit="user", file=sys.stderr):
-        examples += build_examples([u], lambda past: extractor(past).preference,
-                                   lambda items, s=u.scenario.value: describe(items, s), pipe.codec.image_size)
+    examples = examples_for_users(users, extractor, pipe.codec.image_size, None if args.no_cache else JsonCache(cache_root))
     train, val = split_users(examples, args.val_fraction, args.seed)
     soft_llm = args.soft_llm or args.llm
     target = resolve_llm(soft_llm)
@@ -330,9 +304,8 @@ def cmd_train_soft(args) -> int:
                               generator_revision=pipe.revision)
     except ValueError as e:
         raise PMGError(str(e)) from None
-    soft = SoftPreferenceModel(model, tok, soft_cfg)
     _log(f"training on {len(train)} users, validating on {len(val)}")
-    log = train_soft(soft, pipe, train, val, cfg, args.out)
+    log = train_soft(SoftPreferenceModel(model, tok, soft_cfg), pipe, train, val, cfg, args.out)
     print(json.dumps({k: log.get(k) for k in ("val_init", "val_keywords_only", "val_trained", "best_step", "val_last", "seconds")}, indent=2))
     return 0
 

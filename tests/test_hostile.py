@@ -157,3 +157,16 @@ def test_cli_generates_or_refuses_cleanly(tiny_models, tmp_path_factory, capsys,
     else:
         assert code == 2 and err and "Traceback" not in "\n".join(err)
         assert not out.exists()  # never partial output
+
+
+def test_broken_scorer_folder_is_one_clear_line(tmp_path, repo):
+    import shutil
+
+    from pmg.errors import ModelLoadError
+    from pmg.scoring.scorers import load_scorer
+
+    bad = tmp_path / "scorer"
+    bad.mkdir()
+    shutil.copy(repo / "models/pmg-mini/scorer/config.json", bad)
+    with pytest.raises(ModelLoadError, match="could not load the scorer"):
+        load_scorer(bad)

@@ -100,3 +100,10 @@ def test_grids_of_several_users_in_one_pass_equal_their_own(tiny_pipe):
         x, y = np.stack([np.asarray(i, dtype=int) for i in a.images]), np.stack([np.asarray(i, dtype=int) for i in b.images])
         diff = np.abs(x - y)
         assert diff.max() <= 1 and (diff > 0).mean() <= 0.001
+
+
+def test_pipelines_meet_the_generator_protocol(tiny_pipe):
+    from pmg.generation.protocol import Generator
+
+    assert isinstance(tiny_pipe, Generator)
+    assert not isinstance(object(), Generator)

@@ -71,12 +71,6 @@ class PMGPipeline:
     def window(self) -> int:
         return model_max_length(self.tokenizer, self.text_encoder)
 
-    @classmethod
-    def from_pretrained(cls, spec: str, **kwargs) -> "PMGPipeline":
-        from pmg.generation.loading import load_generator
-
-        return load_generator(spec, **kwargs)
-
     def to(self, device: str | torch.device) -> "PMGPipeline":
         self.unet.to(device)
         self.text_encoder.to(device)

@@ -140,9 +140,12 @@ def load_scorer(spec: str | Path, device: str = "cpu") -> Scorer:
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise ModelLoadError(f"{folder}: no config.json (expected a CLIP or mini-CLIP folder)")
-    cfg = json.loads(cfg_path.read_text())
-    if cfg.get("_class_name") == "MiniCLIP":
-        return MiniCLIPScorer(folder)
-    if cfg.get("model_type") == "clip" or "CLIPModel" in cfg.get("architectures", []):
-        return CLIPScorer(folder, device=device)
+    try:
+        cfg = json.loads(cfg_path.read_text())
+        if cfg.get("_class_name") == "MiniCLIP":
+            return MiniCLIPScorer(folder)
+        if cfg.get("model_type") == "clip" or "CLIPModel" in cfg.get("architectures", []):
+            return CLIPScorer(folder, device=device)
+    except (OSError, ValueError, KeyError) as e:  # a missing weights file, a broken config: one clear line
+        raise ModelLoadError(f"could not load the scorer from {folder}: {e}") from None
     raise ModelLoadError(f"{folder}: unknown scorer type (expected a CLIPModel or MiniCLIP config)")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -74,39 +74,137 @@ def _job_out(job: Job) -> JobOut:
                   result=_result_out(job.result) if job.result is not None else None, error=job.error)
 
 
-def create_app(load: Callable[[], PMG] | PMG, config: ServiceConfig | None = None) -> FastAPI:
-    """The app. ``load`` builds the models (called once, at start-up, in the background) or is a PMG."""
-    cfg = config or ServiceConfig()
-    state: dict = {"pmg": None, "worker": None, "error": None}
+class _State:
+    """What the routes share: the models (once loaded), the worker, the settings."""
 
-    def start() -> None:
+    def __init__(self, cfg: ServiceConfig):
+        self.cfg, self.pmg, self.worker, self.error = cfg, None, None, None
+
+    def start(self, load: Callable[[], PMG] | PMG) -> None:
         try:
             pmg = load() if callable(load) else load
-            state["worker"] = Worker(pmg, max_batch=cfg.max_batch, queue_size=cfg.queue_size,
-                                     batch_window_s=cfg.batch_window_s).start()
-            state["pmg"] = pmg
+            self.worker = Worker(pmg, max_batch=self.cfg.max_batch, queue_size=self.cfg.queue_size,
+                                 batch_window_s=self.cfg.batch_window_s).start()
+            self.pmg = pmg
         except Exception as e:  # noqa: BLE001 - reported by /v1/health
             log.exception("model loading failed")
-            state["error"] = f"{type(e).__name__}: {e}"
+            self.error = f"{type(e).__name__}: {e}"
 
-    from contextlib import asynccontextmanager
+    def ready(self) -> tuple[PMG, Worker]:
+        if self.pmg is None:
+            raise HTTPException(status_code=503, detail=self.error or "models are loading; try again shortly")
+        return self.pmg, self.worker
 
-    @asynccontextmanager
-    async def lifespan(app):
-        if isinstance(load, PMG):
-            start()
-        else:
-            threading.Thread(target=start, daemon=True).start()
-        yield
-        if state["worker"] is not None:
-            state["worker"].stop()
+    def submit(self, job: Job) -> Job:
+        _, worker = self.ready()
+        try:
+            return worker.submit(job)
+        except QueueFull as e:
+            raise HTTPException(status_code=429, detail=str(e)) from None
 
-    app = FastAPI(title="PMG", version="1", lifespan=lifespan,
-                  description="Personalised multimodal generation (PMG, WWW'24): behaviours in, a personalised image out.",
-                  responses={code: {"model": ErrorOut} for code in (400, 401, 411, 413, 422, 500, 503)})
-    app.state.pmg_state = state
 
-    # ---------------------------------------------------------------- errors: one place, no tracebacks
+def _state(request: Request) -> _State:
+    return request.app.state.pmg_state
+
+
+def auth(request: Request) -> None:
+    """With an API key configured, every route but health and the page needs it."""
+    key = _state(request).cfg.api_key
+    if not key:
+        return
+    given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), key.encode()):
+        raise HTTPException(status_code=401, detail="missing or wrong API key (X-API-Key header)")
+
+
+def make_job(body: GenerateIn) -> Job:
+    """A request body -> a job: behaviours (images decoded in memory), options, edited keywords."""
+    user = to_behaviours(body)
+    o = body.options
+    config = GenerationConfig(seed=o.seed, alpha=o.alpha, weights=tuple(o.weights), num_inference_steps=o.steps,
+                              guidance_scale=o.guidance, use_keywords=o.use_keywords, use_soft=o.use_soft)
+    kw = with_keywords(None, body.keywords.preference, body.keywords.target) if body.keywords else None
+    return Job(user=user, config=config, keywords=kw)
+
+
+router = APIRouter()
+guarded = APIRouter(dependencies=[Depends(auth)])
+
+
+@router.get("/v1/health")
+def health(request: Request):
+    st = _state(request)
+    if st.pmg is None:
+        return JSONResponse(status_code=503, content={"status": "failed" if st.error else "loading", "detail": st.error})
+    return {"status": "ready"}
+
+
+@guarded.get("/v1/models")
+def models(request: Request):
+    pmg, _ = _state(request).ready()
+    soft = pmg.soft if isinstance(pmg.soft, dict) else {"*": pmg.soft} if pmg.soft else {}
+    return {"llm": pmg.extractor.llm.name, "generator": pmg.generator.name, "scorer": pmg.scorer.name,
+            "soft": {k: v.name for k, v in soft.items()}, "default_steps": pmg.generator.default_steps}
+
+
+@guarded.post("/v1/keywords", response_model=KeywordsOut)
+async def keywords(request: Request, body: UserIn):
+    pmg, _ = _state(request).ready()
+    kw = await asyncio.to_thread(pmg.keywords, to_behaviours(body))
+    return KeywordsOut(preference=kw.preference, target=kw.target, cached=kw.cached, model=kw.model, warnings=kw.warnings)
+
+
+@guarded.post("/v1/jobs", response_model=JobOut, status_code=202, responses={429: {"model": ErrorOut}})
+def create_job(request: Request, body: GenerateIn):
+    return _job_out(_state(request).submit(make_job(body)))
+
+
+@guarded.get("/v1/jobs/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}})
+def get_job(request: Request, job_id: str):
+    _, worker = _state(request).ready()
+    job = worker.jobs.get(job_id)
+    if job is None:
+        raise HTTPException(status_code=404, detail=f"job_id: no job {job_id[:40]!r}")
+    return _job_out(job)
+
+
+@guarded.post("/v1/generate", response_model=GenerateOut, responses={429: {"model": ErrorOut}, 504: {"model": ErrorOut}})
+async def generate(request: Request, body: GenerateIn):
+    st = _state(request)
+    job = st.submit(make_job(body))
+    if not await asyncio.to_thread(job.done.wait, st.cfg.timeout_s):
+        job.status = "cancelled" if job.status == "queued" else job.status
+        raise HTTPException(status_code=504, detail=f"the request took over {st.cfg.timeout_s:g} s")
+    if job.status != "done":
+        raise HTTPException(status_code=422, detail=job.error or "generation failed")
+    return _result_out(job.result)
+
+
+@guarded.get("/v1/examples")
+def examples():
+    out = {}
+    for p in sorted(EXAMPLES.glob("*.json")):
+        data = json.loads(p.read_text())
+        if not any("image" in it for it in data.get("history", [])):
+            out[p.stem] = data
+    return out
+
+
+@router.get("/v1/palette")
+def palette():
+    from pmg.service.palette import PALETTE
+
+    return PALETTE
+
+
+@router.get("/", include_in_schema=False)
+def index():
+    return FileResponse(STATIC / "index.html")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error becomes one JSON message naming the field; never a traceback."""
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
         parts = []
@@ -126,104 +224,37 @@ def create_app(load: Callable[[], PMG] | PMG, config: ServiceConfig | None = Non
 
     @app.middleware("http")
     async def _limit_body(request: Request, call_next):
+        limit = _state(request).cfg.max_body_bytes
         size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > cfg.max_body_bytes):
-            return JSONResponse(status_code=413, content={"detail": f"body: {size} bytes; at most {cfg.max_body_bytes}"})
+        if size is not None and (not size.isdigit() or int(size) > limit):
+            return JSONResponse(status_code=413, content={"detail": f"body: {size} bytes; at most {limit}"})
         if request.method == "POST" and size is None and request.headers.get("transfer-encoding"):
             return JSONResponse(status_code=411, content={"detail": "body: send a Content-Length"})
         return await call_next(request)
 
-    def auth(request: Request) -> None:
-        if not cfg.api_key:
-            return
-        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), cfg.api_key.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong API key (X-API-Key header)")
 
-    def ready() -> tuple[PMG, Worker]:
-        if state["pmg"] is None:
-            raise HTTPException(status_code=503, detail=state["error"] or "models are loading; try again shortly")
-        return state["pmg"], state["worker"]
+def create_app(load: Callable[[], PMG] | PMG, config: ServiceConfig | None = None) -> FastAPI:
+    """The app. ``load`` builds the models (called once, at start-up, in the background) or is a PMG."""
+    from contextlib import asynccontextmanager
 
-    def make_job(body: GenerateIn) -> Job:
-        user = to_behaviours(body)
-        o = body.options
-        config = GenerationConfig(seed=o.seed, alpha=o.alpha, weights=tuple(o.weights), num_inference_steps=o.steps,
-                                  guidance_scale=o.guidance, use_keywords=o.use_keywords, use_soft=o.use_soft)
-        kw = with_keywords(None, body.keywords.preference, body.keywords.target) if body.keywords else None
-        return Job(user=user, config=config, keywords=kw)
+    state = _State(config or ServiceConfig())
 
-    def submit(job: Job) -> Job:
-        _, worker = ready()
-        try:
-            return worker.submit(job)
-        except QueueFull as e:
-            raise HTTPException(status_code=429, detail=str(e)) from None
+    @asynccontextmanager
+    async def lifespan(app):
+        if isinstance(load, PMG):
+            state.start(load)
+        else:
+            threading.Thread(target=state.start, args=(load,), daemon=True).start()
+        yield
+        if state.worker is not None:
+            state.worker.stop()
 
-    # ---------------------------------------------------------------- routes
-    @app.get("/v1/health")
-    def health():
-        if state["pmg"] is None:
-            return JSONResponse(status_code=503, content={"status": "failed" if state["error"] else "loading",
-                                                          "detail": state["error"]})
-        return {"status": "ready"}
-
-    @app.get("/v1/models", dependencies=[Depends(auth)])
-    def models():
-        pmg, _ = ready()
-        soft = pmg.soft if isinstance(pmg.soft, dict) else {"*": pmg.soft} if pmg.soft else {}
-        return {"llm": pmg.extractor.llm.name, "generator": pmg.generator.name, "scorer": pmg.scorer.name,
-                "soft": {k: v.name for k, v in soft.items()}, "default_steps": pmg.generator.default_steps}
-
-    @app.post("/v1/keywords", response_model=KeywordsOut, dependencies=[Depends(auth)])
-    async def keywords(body: UserIn):
-        pmg, _ = ready()
-        user = to_behaviours(body)
-        kw = await asyncio.to_thread(pmg.keywords, user)
-        return KeywordsOut(preference=kw.preference, target=kw.target, cached=kw.cached, model=kw.model, warnings=kw.warnings)
-
-    @app.post("/v1/jobs", response_model=JobOut, status_code=202, dependencies=[Depends(auth)], responses={429: {"model": ErrorOut}})
-    def create_job(body: GenerateIn):
-        return _job_out(submit(make_job(body)))
-
-    @app.get("/v1/jobs/{job_id}", response_model=JobOut, dependencies=[Depends(auth)], responses={404: {"model": ErrorOut}})
-    def get_job(job_id: str):
-        _, worker = ready()
-        job = worker.jobs.get(job_id)
-        if job is None:
-            raise HTTPException(status_code=404, detail=f"job_id: no job {job_id[:40]!r}")
-        return _job_out(job)
-
-    @app.post("/v1/generate", response_model=GenerateOut, dependencies=[Depends(auth)],
-              responses={429: {"model": ErrorOut}, 504: {"model": ErrorOut}})
-    async def generate(body: GenerateIn):
-        job = submit(make_job(body))
-        finished = await asyncio.to_thread(job.done.wait, cfg.timeout_s)
-        if not finished:
-            job.status = "cancelled" if job.status == "queued" else job.status
-            raise HTTPException(status_code=504, detail=f"the request took over {cfg.timeout_s:g} s")
-        if job.status != "done":
-            raise HTTPException(status_code=422, detail=job.error or "generation failed")
-        return _result_out(job.result)
-
-    @app.get("/v1/examples", dependencies=[Depends(auth)])
-    def examples():
-        out = {}
-        for p in sorted(EXAMPLES.glob("*.json")):
-            data = json.loads(p.read_text())
-            if not any("image" in it for it in data.get("history", [])):
-                out[p.stem] = data
-        return out
-
-    @app.get("/v1/palette")
-    def palette():
-        from pmg.service.palette import PALETTE
-
-        return PALETTE
-
-    @app.get("/", include_in_schema=False)
-    def index():
-        return FileResponse(STATIC / "index.html")
-
+    app = FastAPI(title="PMG", version="1", lifespan=lifespan,
+                  description="Personalised multimodal generation (PMG, WWW'24): behaviours in, a personalised image out.",
+                  responses={code: {"model": ErrorOut} for code in (400, 401, 411, 413, 422, 500, 503)})
+    app.state.pmg_state = state
+    _install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(guarded)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -87,6 +87,52 @@ def build_examples(users: list[UserBehaviours], keywords_fn, describe_fn, image_
     return out
 
 
+def load_training_users(path: Path, split: str | None = None, limit: int | None = None) -> list[UserBehaviours]:
+    """Users from a folder or JSONL file; with ``split``, only those ``PATH/../split.json`` lists."""
+    import json
+
+    from pmg.behaviours.schema import load_users
+
+    users = load_users(path)
+    if split:
+        split_file = Path(path).parent / "split.json"
+        if not split_file.is_file():
+            raise InputError(f"--split {split}: {split_file} not found")
+        keep = set(json.loads(split_file.read_text()).get(split, []))
+        users = [u for u in users if u.user_id in keep]
+    users = users[:limit] if limit else users
+    if not users:
+        raise InputError("no users to train on")
+    return users
+
+
+def examples_for_users(users: list[UserBehaviours], extractor, image_size: int, cache=None,
+                       progress: bool = True) -> list[SoftExample]:
+    """One example per user: the behaviour text of all items but the last (described as the keyword
+    stage describes them, cached), its preference keywords, and the last item's image."""
+    from pmg.behaviours.to_text import ItemDescriber
+    from pmg.keywords.templates import load_prompt_set
+
+    describers: dict[str, ItemDescriber] = {}
+
+    def describe(items, scenario):
+        if scenario not in describers:
+            describers[scenario] = ItemDescriber(extractor.llm, load_prompt_set(scenario), None, cache)
+        return describers[scenario].describe(items)
+
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+
+        users = tqdm(users, desc="users", unit="user", file=sys.stderr)
+    examples = []
+    for u in users:
+        examples += build_examples([u], lambda past: extractor(past).preference,
+                                   lambda items, s=u.scenario.value: describe(items, s), image_size)
+    return examples
+
+
 def split_users(examples: list[SoftExample], val_fraction: float, seed: int) -> tuple[list, list]:
     """Held-out users for validation, chosen by a seeded shuffle."""
     idx = list(range(len(examples)))
