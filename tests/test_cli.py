@@ -112,3 +112,21 @@ def test_bad_input_exits_nonzero_without_traceback(tmp_path, content, message):
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_cli_and_api_give_the_same_images(tiny_models, fake_llm_server, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from pmg.api import PMG, GenerationConfig
+    from pmg.behaviours.schema import load_user
+
+    user = _user(tmp_path)
+    out = tmp_path / "out"
+    assert main(_args(tiny_models, user, "--out", str(out), "--seed", "3", llm=fake_llm_server)) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    pmg = PMG.from_names(fake_llm_server, str(tiny_models / "gen"), str(tiny_models / "scorer"), cache_dir=None)
+    res = pmg.generate(load_user(user), GenerationConfig(seed=3, num_inference_steps=2))
+    assert res.best == m["best"]
+    for c, mc in zip(res.candidates, m["candidates"]):
+        assert np.array_equal(np.asarray(c.image), np.asarray(Image.open(out / mc["file"])))
