@@ -99,3 +99,20 @@ def test_shipped_scorer_recognises_held_out_real_emoji(repo):
     assert hits.mean() >= 0.5, [m["label"] for m, h in zip(index["images"], hits) if not h]
     # style of real emoji: 84.1% on all 378 held-out images (chance 33%); 24 images give a noisy estimate
     assert style_ok.mean() >= 0.7, [(m["label"], m["style"]) for m, ok in zip(index["images"], style_ok) if not ok]
+
+
+def test_llamacpp_and_transformers_backends_agree_on_what_matters(repo):
+    """Same GGUF file, both backends, greedy. Their raw answers differ, and are not expected to match:
+    llama.cpp computes with the file's Q4_1 weights in its own kernels, transformers dequantises them
+    to fp32 and runs PyTorch's, so greedy decoding parts ways after a few tokens; and llama.cpp's
+    answers are JSON-constrained while transformers' are free text. What the user gets must agree:
+    the grounded keywords name the cat and the art style, and the target leads with the mood."""
+    from pmg.keywords.extract import build_extractor
+
+    user = load_user(repo / "examples/users/cat_lover.json")
+    results = {b: build_extractor("smollm2", backend=b)(user) for b in ("xllamacpp", "transformers")}
+    for backend, res in results.items():
+        keys = [normalize_keyword(k) for k in res.preference]
+        assert "cat" in keys and "twemoji style" in keys, (backend, res.preference)
+        assert res.target[0] == "happy" and len(res.target) == 5, (backend, res.target)
+    assert results["xllamacpp"].model != results["transformers"].model  # cached apart
