@@ -93,7 +93,7 @@ def test_llama_folder_llm_runs_the_cli(tiny_models, tmp_path):
 def test_keywords_command_json(tiny_models, tmp_path, capsys):
     assert main(["keywords", str(_user(tmp_path)), "--llm", str(tiny_models / "llm"), "--no-cache", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["prompt_version"] == "emoticon-v1" and res["target"]
+    assert res["prompt_version"] == "emoticon-v2" and res["target"]
 
 
 @pytest.mark.parametrize(

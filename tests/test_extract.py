@@ -33,7 +33,7 @@ def test_keywords_prompts_and_cache(tmp_path):
     assert "cute" in res.preference  # example word, but the conversation mentions it
     assert "cartoon" not in res.preference  # example word echoed, not in the behaviours
     assert res.target == ["happy", "smiling", "joy", "grin", "cheerful"]
-    assert res.prompt_version == load_prompt_set("emoticon").version == "emoticon-v1"
+    assert res.prompt_version == load_prompt_set("emoticon").version == "emoticon-v2"
     assert res.conversations == ["my cat is cute"]  # m = 1
     n_attr = len(load_prompt_set("emoticon").attributes)
     assert llm.calls == n_attr + 1 and res.llm_calls == n_attr + 1

@@ -38,7 +38,7 @@ def test_generate_and_manifest_round_trip(tiny_pipe, tmp_path):
     z = [c.z for c in res.candidates]
     assert res.best == z.index(max(z))
     manifest = json.loads(save_result(res, tmp_path / "out").read_text())
-    assert manifest["seed"] == 3 and manifest["prompt_version"] == "emoticon-v1"
+    assert manifest["seed"] == 3 and manifest["prompt_version"] == "emoticon-v2"
     assert manifest["keywords"]["preference"] == ["cat", "twemoji"]
     assert manifest["keywords"]["target"] == ["red", "blue"]
     assert [(c["w_p"], c["w_t"]) for c in manifest["candidates"]] == [(0, 4), (1, 3), (2, 2), (3, 1), (4, 0)]

@@ -29,7 +29,7 @@ def test_smollm2_finds_cat_for_the_cat_lover(repo):
     assert "cat" in keys, res.raw_answers
     assert "twemoji style" in keys  # the explicit style every item carries
     assert 1 <= len(res.preference) <= 10 and 1 <= len(res.target) <= 5
-    assert res.prompt_version == "emoticon-v1" and res.model == "smollm2:llama.cpp"
+    assert res.prompt_version == "emoticon-v2" and res.model == "smollm2:llama.cpp"
     assert res.target[0] == "happy"  # "I'm so happy today!"
     assert all(raw.lstrip().startswith("[") for raw in res.raw_answers.values())  # constrained to JSON lists
 

@@ -20,7 +20,9 @@ SUMMARY_INPUT_CHARS = 2_000  # what the small LLM is shown of a very long text
 
 
 def clean_field(text: str) -> str:
-    """One line, no quotes that would close the prompt's own quoting."""
+    """One line, no quotes that would close the prompt's own quoting, no tag that would close its
+    ``<behaviours>`` data block."""
+    text = re.sub(r"</?\s*behaviours\s*>", " ", text, flags=re.IGNORECASE)
     return re.sub(r"\s+", " ", text.replace('"', "'")).strip()
 
 

@@ -120,7 +120,6 @@ class KeywordExtractor:
         """Keywords for many users: every uncached user's prompts go to the backend in one call
         (parallel slots for llama.cpp, batches for transformers). Results equal one-by-one calls."""
         results: list[KeywordResult | None] = [None] * len(users)
-        llm = CachedLLM(self.llm, self.cache)
         plans = []
         for i, user in enumerate(users):
             prompts = self._prompts_for(user)
@@ -129,20 +128,25 @@ class KeywordExtractor:
             if self.cache and (hit := self.cache.get("keywords", key)) is not None:
                 results[i] = KeywordResult(**{**hit, "cached": True, "llm_calls": 0})
                 continue
-            plans.append((i, key, self._plan(user, recent, prompts, llm)))
-        reqs = [r for _, _, plan in plans for r in plan["requests"]]
-        if reqs:
-            calls0 = llm.calls
-            answers = llm.generate(reqs)
-            calls = llm.calls - calls0
-            pos = 0
-            for i, key, plan in plans:
-                n = len(plan["requests"])
-                res = self._finish(users[i], plan, answers[pos : pos + n], calls if len(plans) == 1 else n)
-                pos += n
-                if self.cache:
-                    self.cache.put("keywords", key, res.to_dict())
-                results[i] = res
+            plans.append((i, key, self._plan(user, recent, prompts, CachedLLM(self.llm, self.cache))))
+        # one user's prompts per call (llama.cpp's prompt cache serves what they share; transformers
+        # batches them); several users at once where the backend decodes in parallel (llama.cpp slots)
+        def answer(plan):
+            return plan["llm"].generate(plan["requests"])
+
+        workers = min(len(plans), getattr(self.llm, "n_parallel", 1))
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:
+                answers = list(pool.map(answer, [p for _, _, p in plans]))
+        else:
+            answers = [answer(p) for _, _, p in plans]
+        for (i, key, plan), ans in zip(plans, answers):
+            res = self._finish(users[i], plan, ans, plan["llm"].calls)
+            if self.cache:
+                self.cache.put("keywords", key, res.to_dict())
+            results[i] = res
         return results  # type: ignore[return-value]
 
     def _plan(self, user: UserBehaviours, recent: UserBehaviours, prompts: PromptSet, llm: "CachedLLM") -> dict:
@@ -162,14 +166,14 @@ class KeywordExtractor:
             conv_text = " / ".join(f'"{c}"' for c in convs)
             for a in prompts.attributes:
                 reqs.append(self._request(prompts, prompts.preference_prompt(a, hist_text, conv_text),
-                                          prompts.preference_prefix, keyword_schema(3, 10)))
+                                          prompts.preference_prefix, keyword_schema(3, 6)))
                 names.append(a)
         else:
             warnings.append("empty history: generating without personalisation (no preference keywords)")
         reqs.append(self._target_request(user, prompts))
         names.append("__target__")
         return {"requests": reqs, "names": names, "history": history, "convs": convs, "recent": recent,
-                "prompts": prompts, "warnings": warnings}
+                "prompts": prompts, "warnings": warnings, "llm": llm}
 
     def _finish(self, user: UserBehaviours, plan: dict, answers: list[str], calls: int) -> KeywordResult:
         """Parse, merge, ground and rank one user's answers."""

@@ -127,22 +127,20 @@ class KeywordGrounder:
 
     def keep(self, keywords: Sequence[str], evidence: Sequence[str], min_support: int = 1,
              exclude: set[str] | frozenset = frozenset(), threshold: float | None = None) -> list[str]:
-        """The grounded keywords, in order; ``exclude``: words (the prompt's own) never grounded by meaning."""
+        """The grounded keywords, in order: a keyword written together as the behaviours write it
+        ("catface"), or one whose every content word is grounded ("black cat": both words; "fairy
+        cat" is not). ``exclude``: words (the prompt's own) never grounded by meaning."""
         evidence = [e for e in evidence if e and e.strip()]
         if not keywords or not evidence:
             return []
         need = min(min_support, len(evidence))
-        out, unsure = [], []
-        for k in keywords:
-            if self.by_words(k, evidence) >= need:
-                out.append(k)
-            elif (self.embed is not None and is_english(k) and normalize_keyword(k) not in self.prompt_words
-                  and not set(content_words(k)) & set(exclude)):
-                unsure.append(k)
-        if unsure:
-            ok = set(self.near(unsure, evidence, need, threshold))
-            out = [k for k in keywords if k in ok or k in out]
-        return out
+        whole = {k for k in keywords if self.by_words(k.replace(" ", ""), evidence) >= need}
+        words = {w for k in keywords if k not in whole for w in content_words(k)}
+        by_words = {w for w in words if self.by_words(w, evidence) >= need}
+        unsure = [w for w in words - by_words if self.embed is not None and is_english(w)
+                  and w not in self.prompt_words and w not in exclude]
+        by_meaning = set(self.near(unsure, evidence, need, threshold)) if unsure else set()
+        return [k for k in keywords if k in whole or all(w in by_words or w in by_meaning for w in content_words(k))]
 
     def near(self, keywords: Sequence[str], evidence: Sequence[str], need: int = 1, threshold: float | None = None) -> list[str]:
         """Keywords whose embedding is within ``threshold`` of a word of at least ``need`` evidence texts."""

@@ -122,7 +122,8 @@ def attribute_keywords(attributes: list[dict[str, str]], min_share: float = 0.3)
 _PRONOUNS = {"i", "me", "my", "mine", "you", "your", "we", "our", "he", "him", "his", "she", "her", "they", "them",
              "their", "it", "its", "this", "that", "these", "those"}
 _EDGE = (_STOPWORDS - {"style", "styles", "color", "colour", "theme"}) | _PRONOUNS | {
-    "with", "very", "so", "some", "any", "all", "like", "likes", "liked"}
+    "with", "very", "so", "some", "any", "all", "like", "likes", "liked", "is", "are", "was", "were", "be", "has",
+    "have", "had", "does", "did"}
 
 
 def trim_keyword(k: str) -> str:

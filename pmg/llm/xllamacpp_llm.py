@@ -1,16 +1,22 @@
 """llama.cpp through ``xllamacpp`` (prebuilt CPU wheels, no compiler): the default for GGUF files.
 
-llama.cpp's own server runs in-process (``xllamacpp.Server``): requests are OpenAI-style chat dicts,
-several are decoded at once in parallel slots (``n_parallel``; continuous batching), and a JSON
-schema in the request constrains decoding to it (llama.cpp compiles it to a grammar). The assistant
-prefix ("The keywords are: 1.") is sent as a final assistant message, which llama.cpp continues.
+llama.cpp's own server runs in-process (``xllamacpp.Server``): requests are OpenAI-style chat dicts
+and a JSON schema in the request constrains decoding to it (llama.cpp compiles it to a grammar). The
+assistant prefix ("The keywords are: 1.") is sent as a final assistant message, which llama.cpp
+continues.
+
+Speed comes from the prompt cache: the requests of one ``generate`` call run one after another in
+one slot, and llama.cpp re-uses the evaluated tokens they share (the keyword prompts put the user's
+behaviours first and the attribute last, so only the first prompt is evaluated in full). Several
+threads calling ``generate`` at once (``KeywordExtractor.batch``) each get a slot of their own
+(``n_parallel``) and are decoded together.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pmg.errors import ModelLoadError
@@ -31,7 +37,7 @@ class XLlamaCppLLM:
 
     supports_json_schema = True
 
-    def __init__(self, gguf: str | Path, n_threads: int = 2, n_ctx: int = 2048, n_parallel: int = 4,
+    def __init__(self, gguf: str | Path, n_threads: int = 2, n_ctx: int = 4096, n_parallel: int = 2,
                  name: str | None = None):
         try:
             import xllamacpp
@@ -51,6 +57,9 @@ class XLlamaCppLLM:
         p.log_json = False
         p.endpoint_metrics = False
         self.n_parallel = p.n_parallel
+        self._free_slots: "queue.Queue[int]" = queue.Queue()
+        for i in range(self.n_parallel):
+            self._free_slots.put(i)
         with _quiet_stderr(os.environ.get("PMG_LLM_VERBOSE") != "1"):
             try:
                 self.server = xllamacpp.Server(p)
@@ -63,13 +72,13 @@ class XLlamaCppLLM:
         if req.prefix:
             msgs.append({"role": "assistant", "content": req.prefix})
         body = {"messages": msgs, "max_tokens": req.max_new_tokens, "temperature": 0.0, "top_k": 1,
-                "repeat_penalty": 1.1, "seed": 0}
+                "repeat_penalty": 1.1, "seed": 0, "cache_prompt": True}
         if req.json_schema is not None:
             body["json_schema"] = req.json_schema
         return body
 
-    def _one(self, req: ChatRequest) -> str:
-        res = self.server.handle_chat_completions(self._body(req))
+    def _one(self, req: ChatRequest, slot: int) -> str:
+        res = self.server.handle_chat_completions({**self._body(req), "id_slot": slot})
         if not isinstance(res, dict) or "choices" not in res:
             raise ModelLoadError(f"llama.cpp answered an error: {str(res)[:200]}")
         text = (res["choices"][0]["message"].get("content") or "").strip()
@@ -78,10 +87,13 @@ class XLlamaCppLLM:
         return text.strip()
 
     def generate(self, requests: list[ChatRequest]) -> list[str]:
-        if len(requests) <= 1 or self.n_parallel == 1:
-            return [self._one(r) for r in requests]
-        with ThreadPoolExecutor(max_workers=self.n_parallel) as pool:
-            return list(pool.map(self._one, requests))
+        """In order, in one slot (its prompt cache serves the shared beginnings); a call from another
+        thread meanwhile takes another slot, or waits for one."""
+        slot = self._free_slots.get()
+        try:
+            return [self._one(r, slot) for r in requests]
+        finally:
+            self._free_slots.put(slot)
 
 
 class _quiet_stderr:
