@@ -25,7 +25,7 @@ __all__ = ["KeywordResult", "KeywordExtractor", "ALGORITHM_VERSION", "build_extr
 ALGORITHM_VERSION = 6
 
 # JSON schemas for backends that constrain decoding: short lowercase phrases, a bounded list
-_PHRASE = {"type": "string", "pattern": "^[a-z]{2,12}( [a-z]{2,12}){0,2}$"}
+_PHRASE = {"type": "string", "minLength": 2, "maxLength": 30}
 
 
 def keyword_schema(min_items: int, max_items: int) -> dict:

@@ -57,8 +57,8 @@ class XLlamaCppLLM:
         p.log_json = False
         p.endpoint_metrics = False
         self.n_parallel = p.n_parallel
-        self._free_slots: "queue.Queue[int]" = queue.Queue()
-        for i in range(self.n_parallel):
+        self._free_slots: "queue.LifoQueue[int]" = queue.LifoQueue()  # slot 0 first: its prompt cache stays warm
+        for i in reversed(range(self.n_parallel)):
             self._free_slots.put(i)
         with _quiet_stderr(os.environ.get("PMG_LLM_VERBOSE") != "1"):
             try:
