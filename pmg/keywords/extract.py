@@ -216,8 +216,8 @@ class KeywordExtractor:
                     prompts: PromptSet) -> list[str]:
         """Merge the per-attribute answers, keep what the behaviours support, rank, top k."""
         from_attributes = attribute_keywords([it.attributes for it in recent.history])
-        if self.grounder is not None:  # what most items' titles and texts share is one more vote
-            shared = frequent_words([f"{it.title} {it.text}" for it in recent.history], exclude=prompts.words())
+        if self.grounder is not None:  # what most items' titles share is one more vote
+            shared = frequent_words([it.title for it in recent.history], exclude=prompts.words())  # titles: not "genres: ..." text
             from_attributes = {**shared, **from_attributes}
         if from_attributes:
             per_attr["__item_attributes__"] = list(from_attributes)
