@@ -43,3 +43,12 @@ def art(tmp_path):
     np.save(d / "images.npy", np.stack(imgs))
     (d / "meta.jsonl").write_text("\n".join(json.dumps(m) for m in meta) + "\n")
     return d
+
+try:  # property-based tests: reproducible examples in CI (random ones in a developer's runs find new cases)
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("ci", derandomize=True)
+    if os.environ.get("CI"):
+        _hyp_settings.load_profile("ci")
+except ImportError:
+    pass

@@ -9,7 +9,7 @@ import base64
 import binascii
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pmg.behaviours.schema import MAX_TEXT_CHARS, MAX_TITLE_CHARS, Item, Scenario, Target, UserBehaviours, check_image
 from pmg.errors import InputError
@@ -122,10 +122,11 @@ def decode_image(data: str, where: str) -> bytes:
 def to_behaviours(body: UserIn) -> UserBehaviours:
     """The library's ``UserBehaviours`` with images decoded in memory; errors name the field."""
     def item(it: ItemIn, where: str) -> Item:
-        out = Item(title=it.title, text=it.text, attributes=it.attributes)
+        try:
+            out = Item(title=it.title, text=it.text, attributes=it.attributes)
+        except ValidationError as e:
+            raise InputError(f"{where}.{'.'.join(str(x) for x in e.errors()[0]['loc'])}: {e.errors()[0]['msg']}") from None
         return out.with_image_data(decode_image(it.image, f"{where}.image")) if it.image else out
-
-    from pydantic import ValidationError
 
     from pmg.behaviours.schema import format_validation_error
 
