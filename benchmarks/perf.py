@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pmg.api import PMG, GenerationConfig  # noqa: E402
 from pmg.behaviours.schema import load_user  # noqa: E402
-from pmg.io.cache import JsonCache  # noqa: E402
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:

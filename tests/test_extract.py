@@ -1,8 +1,6 @@
-import pytest
 from helpers import ScriptedLLM
 
 from pmg.behaviours.schema import parse_user
-from pmg.errors import InputError
 from pmg.io.cache import JsonCache
 from pmg.keywords.extract import KeywordExtractor
 from pmg.keywords.templates import load_prompt_set

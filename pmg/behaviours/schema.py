@@ -249,7 +249,7 @@ def load_user(path: str | Path) -> UserBehaviours:
 
 def parse_json_text(text: str, source: str) -> object:
     """JSON text -> Python, with errors that name the place (nesting over 100 levels is refused)."""
-    depth = max_depth = 0
+    depth = 0
     in_str = esc = False
     for ch in text:  # a cheap scan: json.loads would hit Python's recursion limit on 50,000-deep input
         if in_str:

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass, field
 
 from pmg.behaviours.schema import Scenario, UserBehaviours
 from pmg.behaviours.to_text import SUMMARY_INPUT_CHARS, ItemDescriber, clean_field
-from pmg.errors import InputError
 from pmg.io.cache import JsonCache, cache_key
 from pmg.keywords.ground import KeywordGrounder, content_words
 from pmg.keywords.moods import MOOD_WORDS, WORD_TO_MOOD, detect_mood, mood_of_keywords
