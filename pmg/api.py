@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from pmg.scoring.scorers import Scorer
     from pmg.soft.embedder import SoftEmbedder
 
-__all__ = ["GenerationConfig", "Candidate", "PMGResult", "PMG", "default_cache_dir", "bundled_adapters"]
+__all__ = ["GenerationConfig", "Candidate", "PMGResult", "PMG", "ModelSpec", "default_cache_dir", "bundled_adapters"]
 
 
 def bundled_adapters(generator: str) -> dict[str, Path]:
@@ -97,6 +97,27 @@ class GenerationConfig:
         self.weights = pairs
         if len(self.negative_prompt) > 1000:
             raise ConfigError(f"negative prompt: {len(self.negative_prompt)} characters, at most 1000")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which models to load: the arguments of ``PMG.from_names`` as a picklable value. Calling it loads a
+    ``PMG``, so a spec is what batch workers (processes, Ray actors) receive to load their own models once."""
+
+    llm: str = "smollm2"
+    generator: str = "pmg-mini"
+    scorer: str = "pmg-mini"
+    captioner: str | None = "tagger"
+    llm_backend: str = "auto"
+    llm_model_name: str = "default"
+    scheduler: str | None = None
+    cache_dir: str | None = None  # keyword cache; None: no cache
+    model_cache_dir: str | None = None
+    threads: int | None = None
+    soft: str | None = "auto"
+
+    def __call__(self) -> "PMG":
+        return PMG.from_names(**dataclasses.asdict(self))
 
 
 @dataclass
@@ -224,7 +245,7 @@ class PMG:
             t0 = time.perf_counter()
             outs = self.generator.denoise_grids([preps[i]["grid"] for i in idx], num_inference_steps=steps,
                                                 guidance_scale=guidance, callback=callback)
-            gen_s = time.perf_counter() - t0
+            gen_s = (time.perf_counter() - t0) / len(idx)  # each user's share of the batched pass
             for i in idx:
                 preps[i]["timings"]["generation_s"] = gen_s
             for i, r in zip(idx, self._select_many([users[i] for i in idx], [configs[i] for i in idx],

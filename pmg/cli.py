@@ -40,6 +40,10 @@ def _check_common(args) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("user", type=Path, help="behaviours JSON file (see examples/users/)")
+    _model_args(p)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm", default="smollm2", help="'smollm2' (offline default), a model folder, a .gguf file, or an http(s) OpenAI-compatible URL")
     p.add_argument("--llm-backend", default="auto", choices=["auto", "xllamacpp", "transformers", "llamacpp", "openai"])
     p.add_argument("--llm-model-name", default="default", help="model name sent to an OpenAI-compatible server")
@@ -51,24 +55,63 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def _generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--generator", default="pmg-mini", help="'pmg-mini' or a diffusers folder (Stable Diffusion 1.x)")
+    p.add_argument("--scheduler", default=None, help="diffusers scheduler class to use instead of the folder's (e.g. DDIMScheduler)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--alpha", type=float, default=0.5, help="z = a log d_p + (1-a) log d_t")
+    p.add_argument("--weights", default="0:4,1:3,2:2,3:1,4:0", help="grid of w_p:w_t ratios")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own, 12 for pmg-mini)")
+    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--no-keywords", action="store_true", help="ablation: do not condition on preference keywords")
+    p.add_argument("--soft", default="auto", help="soft-embedding adapter folder; 'auto': the bundled one for the scenario when the generator is pmg-mini")
+    p.add_argument("--no-soft", action="store_true", help="ablation: no soft preference embeddings")
+
+
+def _generation_config(args):
+    """The generation options of ``generate`` and ``batch``, validated by ``GenerationConfig``."""
+    from pmg.api import GenerationConfig
+    from pmg.conditioning.weighting import parse_grid
+
+    try:
+        weights = parse_grid(args.weights)
+    except ValueError as e:
+        raise PMGError(f"--weights: {e}") from None
+    return GenerationConfig(seed=args.seed, alpha=args.alpha, weights=weights, num_inference_steps=args.steps,
+                            guidance_scale=args.guidance, negative_prompt=args.negative_prompt,
+                            use_keywords=not args.no_keywords, use_soft=not args.no_soft)
+
+
+def _model_spec(args, soft, threads: int):
+    from pmg.api import ModelSpec
+
+    cache = _cache_dir(args)
+    return ModelSpec(args.llm, args.generator, args.scorer, args.captioner, llm_backend=args.llm_backend,
+                     llm_model_name=args.llm_model_name, scheduler=args.scheduler,
+                     cache_dir=None if cache is None else str(cache), model_cache_dir=str(args.cache_dir or _default_cache()),
+                     threads=threads, soft=None if soft is None else str(soft))
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pmg", description="Personalised multimodal generation (PMG, WWW'24), offline.")
     sub = ap.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="personalised image(s) for a user and a target")
     _common(g)
     g.add_argument("--out", type=Path, required=True, help="output folder (PNG files, contact sheet, manifest.json)")
-    g.add_argument("--generator", default="pmg-mini", help="'pmg-mini' or a diffusers folder (Stable Diffusion 1.x)")
-    g.add_argument("--scheduler", default=None, help="diffusers scheduler class to use instead of the folder's (e.g. DDIMScheduler)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--alpha", type=float, default=0.5, help="z = a log d_p + (1-a) log d_t")
-    g.add_argument("--weights", default="0:4,1:3,2:2,3:1,4:0", help="grid of w_p:w_t ratios")
-    g.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own, 12 for pmg-mini)")
-    g.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
-    g.add_argument("--negative-prompt", default="")
-    g.add_argument("--no-keywords", action="store_true", help="ablation: do not condition on preference keywords")
-    g.add_argument("--soft", default="auto", help="soft-embedding adapter folder; 'auto': the bundled one for the scenario when the generator is pmg-mini")
-    g.add_argument("--no-soft", action="store_true", help="ablation: no soft preference embeddings")
+    _generation_args(g)
     g.add_argument("--no-progress", action="store_true")
+    b = sub.add_parser("batch", help="generate for many users (a folder of JSON files or a JSONL file), resumably")
+    b.add_argument("users", type=Path, help="a folder of behaviours JSON files, or a .jsonl file with one user a line")
+    _model_args(b)
+    b.add_argument("--out", type=Path, required=True, help="output folder: users/<id>/, errors.jsonl, summary.json")
+    _generation_args(b)
+    b.add_argument("--engine", default="local", choices=["local", "ray"], help="local worker processes, or a Ray actor pool")
+    b.add_argument("--workers", type=int, default=1, help="worker processes (local) or actors (ray), each loading the models once")
+    b.add_argument("--threads-per-worker", type=int, default=None, help="torch / llama.cpp threads per worker (default: --threads / --workers)")
+    b.add_argument("--users-per-call", type=int, default=4, help="users generated together (batched keywords, one U-Net pass)")
+    b.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local Ray for the run)")
+    b.add_argument("--no-progress", action="store_true")
     t = sub.add_parser("train-soft", help="train soft preference embeddings (P-Tuning v2 + multimodal tokens + mapper)")
     _common(t)
     t.add_argument("--out", type=Path, required=True, help="adapter folder (checkpoint.pt inside is resumed)")
@@ -198,32 +241,21 @@ def cmd_keywords(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from pmg.api import PMG, GenerationConfig
     from pmg.behaviours.schema import load_user
-    from pmg.conditioning.weighting import parse_grid
     from pmg.io.output import save_result
-
     from pmg.limits import check_writable_dir
     from pmg.registry import check_specs
 
     # everything a request controls is checked before any model loads
     _check_common(args)
-    try:
-        weights = parse_grid(args.weights)
-    except ValueError as e:
-        raise PMGError(f"--weights: {e}") from None
-    config = GenerationConfig(seed=args.seed, alpha=args.alpha, weights=weights, num_inference_steps=args.steps,
-                              guidance_scale=args.guidance, negative_prompt=args.negative_prompt,
-                              use_keywords=not args.no_keywords, use_soft=not args.no_soft)
+    config = _generation_config(args)
     user = load_user(args.user)
     soft = None if args.no_soft else _soft_adapter(args.soft, args.generator, user.scenario.value)
     check_writable_dir(args.out, "--out")
     check_specs(llm=args.llm, generator=args.generator, scorer=args.scorer, captioner=args.captioner,
                 scheduler=args.scheduler, soft=None if soft == "auto" else soft)
     _log("loading models (LLM, generator, scorer) ...")
-    pmg = PMG.from_names(args.llm, args.generator, args.scorer, args.captioner, llm_backend=args.llm_backend,
-                         llm_model_name=args.llm_model_name, scheduler=args.scheduler, cache_dir=_cache_dir(args),
-                         model_cache_dir=args.cache_dir or _default_cache(), threads=args.threads, soft=soft)
+    pmg = _model_spec(args, soft, args.threads)()
     _log("extracting keywords ...")
     t0 = time.perf_counter()
     kw = pmg.keywords(user)
@@ -250,6 +282,29 @@ def cmd_generate(args) -> int:
     for w in result.warnings:
         print("warning:", w)
     return 0
+
+
+def cmd_batch(args) -> int:
+    from pmg.batch import EXIT_SOME_FAILED, BatchConfig, run_batch
+    from pmg.limits import check_writable_dir
+    from pmg.registry import check_specs
+
+    _check_common(args)
+    config = _generation_config(args)
+    threads = args.threads_per_worker
+    if threads is None:
+        threads = max(1, args.threads // max(1, args.workers)) if isinstance(args.workers, int) else 1
+    batch = BatchConfig(engine=args.engine, workers=args.workers, threads_per_worker=threads,
+                        users_per_call=args.users_per_call, ray_address=args.ray_address)
+    soft = None if args.no_soft else _soft_adapter(args.soft, args.generator, "")
+    check_writable_dir(args.out, "--out")
+    check_specs(llm=args.llm, generator=args.generator, scorer=args.scorer, captioner=args.captioner,
+                scheduler=args.scheduler, soft=None if soft == "auto" else soft)
+    summary = run_batch(args.users, args.out, _model_spec(args, soft, threads), config, batch, progress=not args.no_progress)
+    print(f"{summary['generated']} generated, {summary['skipped_already_done']} already done, {summary['failed']} failed "
+          f"of {summary['users']} users in {summary['wall_s']:.1f} s ({summary['users_per_minute']:.1f} users/min); "
+          f"wrote {args.out}/summary.json" + (" and errors.jsonl" if summary["failed"] else ""))
+    return EXIT_SOME_FAILED if summary["failed"] else 0
 
 
 def _soft_adapter(spec: str, generator: str, scenario: str) -> Path | str | None:
@@ -361,7 +416,6 @@ def cmd_eval(args) -> int:
 def cmd_serve(args) -> int:
     import uvicorn
 
-    from pmg.api import PMG
     from pmg.limits import check_number
     from pmg.registry import check_specs
     from pmg.service import ServiceConfig, create_app
@@ -374,10 +428,7 @@ def cmd_serve(args) -> int:
     check_number(args.queue_size, "--queue-size", 1, 10_000)
     check_number(args.timeout, "--timeout", 1, 86_400)
 
-    def load():
-        return PMG.from_names(args.llm, args.generator, args.scorer, args.captioner, llm_backend=args.llm_backend,
-                              llm_model_name=args.llm_model_name, scheduler=args.scheduler, cache_dir=_cache_dir(args),
-                              model_cache_dir=args.cache_dir or _default_cache(), threads=args.threads, soft=args.soft)
+    load = _model_spec(args, args.soft, args.threads)  # called once by the app at start-up
 
     app = create_app(load, ServiceConfig(max_batch=args.max_batch, queue_size=args.queue_size, timeout_s=args.timeout,
                                          api_key=args.api_key or None))
@@ -389,7 +440,7 @@ def cmd_serve(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"generate": cmd_generate, "keywords": cmd_keywords, "train-soft": cmd_train_soft, "eval": cmd_eval,
+        commands = {"generate": cmd_generate, "batch": cmd_batch, "keywords": cmd_keywords, "train-soft": cmd_train_soft, "eval": cmd_eval,
                     "serve": cmd_serve}
         return commands[args.command](args)
     except PMGError as e:

@@ -2,7 +2,12 @@
 
 
 class PMGError(Exception):
-    """Base class: the message names the bad value and says what to do."""
+    """Base class: the message names the bad value and says what to do; ``field`` names the input field
+    at fault where there is one (``history[2].image``), for reports such as ``pmg batch``'s errors.jsonl."""
+
+    def __init__(self, message: str = "", *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class InputError(PMGError):

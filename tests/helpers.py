@@ -149,3 +149,36 @@ CONCEPTS = [  # hexcode, label, group, subgroup
     ("1F431", "cat face", "animals-nature", "animal-mammal"),
     ("1F408", "cat", "animals-nature", "animal-mammal"),
 ]
+
+
+class ColourScorer:
+    """Scores by colour: 'red' text likes red images, 'blue' text blue ones (a constructed case)."""
+
+    name = "colour"
+
+    def embed_images(self, images):
+        v = torch.tensor([[im.convert("RGB").getpixel((0, 0))[0] + 1.0, im.convert("RGB").getpixel((0, 0))[2] + 1.0] for im in images])
+        return torch.nn.functional.normalize(v, dim=-1)
+
+    def embed_texts(self, texts):
+        v = torch.tensor([[1.0 + 9 * ("red" in t), 1.0 + 9 * ("blue" in t)] for t in texts])
+        return torch.nn.functional.normalize(v, dim=-1)
+
+
+def animal_answer(text: str) -> str:
+    """Scripted keywords: the first animal named in the prompt; the target's mood."""
+    if "just wrote" in text:
+        return "happy; 2. smile" if "happy" in text else "sad; 2. tears"
+    for animal in ("cat", "dog", "fox", "owl", "bee", "cow", "pig", "elk"):
+        if animal in text:
+            return f"{animal}; 2. {animal} face; 3. red"
+    return "thing"
+
+
+def tiny_pmg():
+    """A whole PMG from tiny seeded parts (scripted LLM, tiny pipeline, colour scorer): picklable by
+    reference, so batch worker processes and Ray actors load it themselves."""
+    from pmg.api import PMG
+    from pmg.keywords.extract import KeywordExtractor
+
+    return PMG(KeywordExtractor(ScriptedLLM(animal_answer)), tiny_pipeline(0), ColourScorer())

@@ -50,7 +50,7 @@ def test_eval_writes_every_table_row(art, tmp_path, tiny_pipe):
     import csv
 
     from helpers import ScriptedLLM
-    from test_output import ColourScorer
+    from helpers import ColourScorer
 
     from pmg.api import PMG, GenerationConfig
     from pmg.evaluation.run import evaluate_split, write_tables

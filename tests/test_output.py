@@ -1,27 +1,12 @@
 import hashlib
 import json
 
-import torch
-from helpers import ScriptedLLM
+from helpers import ColourScorer, ScriptedLLM
 
 from pmg.api import PMG, GenerationConfig
 from pmg.behaviours.schema import parse_user
 from pmg.io.output import save_result
 from pmg.keywords.extract import KeywordExtractor
-
-
-class ColourScorer:
-    """Scores by colour: 'red' text likes red images, 'blue' text blue ones (a constructed case)."""
-
-    name = "colour"
-
-    def embed_images(self, images):
-        v = torch.tensor([[im.convert("RGB").getpixel((0, 0))[0] + 1.0, im.convert("RGB").getpixel((0, 0))[2] + 1.0] for im in images])
-        return torch.nn.functional.normalize(v, dim=-1)
-
-    def embed_texts(self, texts):
-        v = torch.tensor([[1.0 + 9 * ("red" in t), 1.0 + 9 * ("blue" in t)] for t in texts])
-        return torch.nn.functional.normalize(v, dim=-1)
 
 
 def _answer(text):

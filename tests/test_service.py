@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from helpers import ScriptedLLM
-from test_output import ColourScorer
+from helpers import ColourScorer
 
 from pmg.api import PMG, GenerationConfig
 from pmg.keywords.extract import KeywordExtractor

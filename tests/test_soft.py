@@ -137,7 +137,7 @@ def test_pipeline_uses_soft_embeddings(llm_dir, tmp_path):
     from pmg.api import PMG, GenerationConfig
     from pmg.keywords.extract import KeywordExtractor
     from pmg.soft.embedder import SoftEmbedder
-    from test_output import ColourScorer
+    from helpers import ColourScorer
 
     pipe = tiny_pipeline(0)
     user = parse_user({"scenario": "emoticon", "history": [{"title": "red heart"}], "target": {"message": "hi"}})
@@ -157,7 +157,7 @@ def test_table3_has_a_row_per_adapter(llm_dir, tmp_path, tiny_pipe, art):
     import json
 
     from helpers import ScriptedLLM
-    from test_output import ColourScorer
+    from helpers import ColourScorer
 
     from pmg.api import PMG, GenerationConfig
     from pmg.evaluation.benchmarks.emoticons import build_emoticon_benchmark

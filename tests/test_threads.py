@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from helpers import ScriptedLLM
-from test_output import ColourScorer
+from helpers import ColourScorer
 
 from pmg.api import PMG, GenerationConfig
 from pmg.behaviours.schema import parse_user

@@ -172,7 +172,7 @@ def parse_user(data: dict, base_dir: Path | None = None, source: str = "<input>"
     try:
         user = UserBehaviours.model_validate(data)
     except ValidationError as err:
-        raise InputError(format_validation_error(err, source)) from None
+        raise InputError(format_validation_error(err, source), field=_loc(err.errors()[0]["loc"])) from None
     items = [(f"history[{i}]", it) for i, it in enumerate(user.history)]
     if user.target.item:
         items.append(("target.item", user.target.item))
@@ -180,9 +180,13 @@ def parse_user(data: dict, base_dir: Path | None = None, source: str = "<input>"
         if it.image is not None:
             path = it.image if it.image.is_absolute() or base_dir is None else base_dir / it.image
             it.image = path
-            check_image(path, f"{source}: {name}.image")
+            try:
+                check_image(path, f"{source}: {name}.image")
+            except InputError as e:
+                e.field = f"{name}.image"
+                raise
     if user.scenario != Scenario.emoticon and user.target.item is None:
-        raise InputError(f"{source}: target.item is required for the {user.scenario.value} scenario")
+        raise InputError(f"{source}: target.item is required for the {user.scenario.value} scenario", field="target.item")
     return user
 
 

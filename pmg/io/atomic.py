@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["torch_save_atomic"]
+__all__ = ["torch_save_atomic", "write_text_atomic"]
 
 
 def torch_save_atomic(obj, path: str | Path) -> None:
@@ -14,4 +14,11 @@ def torch_save_atomic(obj, path: str | Path) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

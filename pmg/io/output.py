@@ -79,7 +79,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def manifest_dict(result, files: dict[str, str]) -> dict:
+def manifest_dict(result, files: dict[str, str], extra: dict | None = None) -> dict:
     cfg = dataclasses.asdict(result.config)
     cfg["weights"] = [list(w) for w in cfg["weights"]]
     kw = result.keywords.to_dict()
@@ -103,6 +103,7 @@ def manifest_dict(result, files: dict[str, str]) -> dict:
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
         "warnings": result.warnings,
         "files": files,
+        **(extra or {}),
     }
 
 
@@ -123,8 +124,9 @@ def strict_json(obj) -> str:
     return json.dumps(_finite(obj), indent=2, ensure_ascii=False, allow_nan=False)
 
 
-def save_result(result, out_dir: str | Path) -> Path:
-    """Write everything under ``out_dir``; returns the manifest path."""
+def save_result(result, out_dir: str | Path, extra: dict | None = None) -> Path:
+    """Write everything under ``out_dir``; returns the manifest path. ``extra``: more top-level manifest
+    entries (``pmg batch`` records its input key there)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".pmg-", dir=out_dir.parent))
@@ -140,7 +142,7 @@ def save_result(result, out_dir: str | Path) -> Path:
         _enlarge(best).save(tmp / "best_large.png")
         contact_sheet(result).save(tmp / "contact_sheet.png")
         files = {n: _sha256(tmp / n) for n in ["best.png", "best_large.png", "contact_sheet.png", *names]}
-        (tmp / "manifest.json").write_text(strict_json(manifest_dict(result, files)))
+        (tmp / "manifest.json").write_text(strict_json(manifest_dict(result, files, extra)))
         out_dir.mkdir(exist_ok=True)
         (out_dir / "candidates").mkdir(exist_ok=True)
         for n in [*files, "manifest.json"]:  # manifest last: its presence means the rest is there

@@ -1,0 +1,92 @@
+"""Where batch work runs. Each engine takes chunks of users and yields, as chunks finish, the outcomes
+its workers wrote; workers load the models once and write their users' folders themselves.
+
+- ``local``: one worker in this process, or N worker processes (``concurrent.futures``, spawn).
+- ``ray``: a pool of N Ray actors (``ray.util.ActorPool``) on a Ray started for the run, or on an
+  existing cluster (``address``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from pmg.batch.worker import BatchWorker
+
+__all__ = ["run_local", "run_ray"]
+
+_WORKER: BatchWorker | None = None  # the worker of a local worker process
+
+
+def _init_process(loader: Callable, threads: int) -> None:
+    global _WORKER
+    _WORKER = BatchWorker(loader, threads)
+
+
+def _process_chunk(chunk, config, out_root) -> list[dict]:
+    assert _WORKER is not None
+    return _WORKER.process(chunk, config, out_root)
+
+
+def run_local(chunks: list, loader: Callable, config, out_root: str | Path, *, workers: int = 1,
+              threads: int = 1) -> Iterator[list[dict]]:
+    if workers == 1:
+        worker = BatchWorker(loader, threads)
+        for chunk in chunks:
+            yield worker.process(chunk, config, out_root)
+        return
+    ctx = multiprocessing.get_context("spawn")  # fork after torch's thread pools start is unsafe
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_process,
+                             initargs=(loader, threads)) as pool:
+        pending = set()
+        todo = iter(chunks)
+        try:
+            # at most two chunks per worker in flight: results stream back, an interrupt loses little
+            for chunk in todo:
+                pending.add(pool.submit(_process_chunk, chunk, config, str(out_root)))
+                if len(pending) >= 2 * workers:
+                    break
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        pending.add(pool.submit(_process_chunk, nxt, config, str(out_root)))
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def run_ray(chunks: list, loader: Callable, config, out_root: str | Path, *, workers: int = 1, threads: int = 1,
+            address: str | None = None) -> Iterator[list[dict]]:
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError:
+        from pmg.errors import ConfigError
+
+        raise ConfigError("--engine ray needs Ray: pip install -e \".[ray]\"") from None
+    started = not ray.is_initialized()
+    if started and address:
+        ray.init(address=address, log_to_driver=False)
+    elif started:
+        # a local Ray for this run: CPUs for the actors, a small object store (only outcomes travel),
+        # and this process's import path so actors import what the driver imports
+        path = os.pathsep.join(p for p in sys.path if p)
+        ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False,
+                 object_store_memory=100 * 1024**2, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    actor_cls = ray.remote(num_cpus=threads)(BatchWorker)
+    actors = [actor_cls.remote(loader, threads) for _ in range(workers)]
+    try:
+        pool = ActorPool(actors)
+        yield from pool.map_unordered(lambda actor, chunk: actor.process.remote(chunk, config, str(out_root)), chunks)
+    finally:
+        for a in actors:
+            ray.kill(a)
+        if started:
+            ray.shutdown()

@@ -1,0 +1,176 @@
+"""``pmg batch``: generate for a whole folder (or JSONL file) of users, resumably.
+
+    DIR/users/<user>/          one folder per user, as ``pmg generate`` writes it (manifest.json last)
+    DIR/errors.jsonl           this run's failures: source, user id, field, message
+    DIR/summary.json           counts, seconds per stage, chosen weights, users per minute
+
+A user whose folder holds a manifest with the same input key (behaviours and image bytes, options,
+models, pmg version) is skipped, so a killed run started again redoes nothing finished and loses
+nothing: a folder appears only once its manifest is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pmg.batch.inputs import BatchInput, folder_name, input_key, read_inputs
+from pmg.batch.worker import outcome_failed
+from pmg.errors import ConfigError
+from pmg.io.atomic import write_text_atomic
+
+__all__ = ["BatchConfig", "run_batch", "EXIT_SOME_FAILED"]
+
+EXIT_SOME_FAILED = 3
+STAGES = ("keywords_s", "soft_embeddings_s", "generation_s", "scoring_s")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    engine: str = "local"  # "local" (no Ray needed) or "ray"
+    workers: int = 1
+    threads_per_worker: int = 1
+    users_per_call: int = 4  # users generated together: one batched keyword call, one U-Net pass
+    ray_address: str | None = None  # an existing Ray cluster; None: start one for the run
+
+    def __post_init__(self):
+        from pmg.limits import check_threads
+
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"--engine must be 'local' or 'ray', got {self.engine!r}")
+        for name, v, hi in (("--workers", self.workers, 256), ("--users-per-call", self.users_per_call, 64)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+                raise ConfigError(f"{name} must be an integer from 1 to {hi}, got {v!r}")
+        check_threads(self.threads_per_worker, "--threads-per-worker")
+        if self.ray_address is not None and self.engine != "ray":
+            raise ConfigError("--ray-address needs --engine ray")
+
+
+def models_id(loader: Callable) -> dict:
+    """What the input key records of the models: a ModelSpec's names (not threads or cache folders)."""
+    if dataclasses.is_dataclass(loader):
+        spec = dataclasses.asdict(loader)
+        return {k: v for k, v in spec.items() if k not in ("threads", "cache_dir", "model_cache_dir")}
+    return {"loader": f"{getattr(loader, '__module__', '?')}.{getattr(loader, '__qualname__', repr(loader))}"}
+
+
+def _plan(inputs: list[BatchInput], config, models: dict, out: Path) -> tuple[list[BatchInput], list[BatchInput], list[dict]]:
+    """(to do, already done, failures found before any model loads)."""
+    todo, done, failed, seen = [], [], [], {}
+    for inp in inputs:
+        if inp.user is None:
+            failed.append(outcome_failed(inp, inp.error or "unreadable", inp.field))
+            continue
+        inp.folder = folder_name(inp.user_id)
+        if inp.folder in seen:
+            failed.append(outcome_failed(inp, f"duplicate user_id {inp.user_id!r} (first in {seen[inp.folder]})", "user_id"))
+            continue
+        seen[inp.folder] = inp.source
+        try:
+            inp.key = input_key(inp.user, config, models)
+        except OSError as e:
+            failed.append(outcome_failed(inp, f"cannot read an image: {e.strerror or e}", "history"))
+            continue
+        (done if _finished(out / "users" / inp.folder, inp.key) else todo).append(inp)
+    return todo, done, failed
+
+
+def _finished(folder: Path, key: str) -> bool:
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and (manifest.get("batch") or {}).get("key") == key
+
+
+def run_batch(users: str | Path, out: str | Path, loader: Callable, config, batch: BatchConfig = BatchConfig(), *,
+              progress: bool = True, models: dict | None = None) -> dict:
+    """Generate for every user under ``users`` into ``out``; returns (and writes) the summary.
+    ``models``: what the input key records of the models (default: the ModelSpec's names)."""
+    from pmg.batch.engines import run_local, run_ray
+    from pmg.limits import check_writable_dir
+
+    out = check_writable_dir(Path(out), "--out")
+    t_start = time.perf_counter()
+    inputs = read_inputs(users)
+    models = models if models is not None else models_id(loader)
+    todo, skipped, failed = _plan(inputs, config, models, out)
+    (out / "users").mkdir(parents=True, exist_ok=True)
+    for tmp in (out / "users").glob(".pmg-*"):  # a folder being written when a run was killed
+        shutil.rmtree(tmp, ignore_errors=True)
+    errors = (out / "errors.jsonl").open("w", encoding="utf-8")  # this run's failures (failed users are retried)
+
+    def record_error(o: dict) -> None:
+        errors.write(json.dumps({k: o.get(k) for k in ("source", "user_id", "field", "message")}, ensure_ascii=False) + "\n")
+        errors.flush()
+
+    for o in failed:
+        record_error(o)
+    chunks = [todo[i : i + batch.users_per_call] for i in range(0, len(todo), batch.users_per_call)]
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="user", desc="users", file=sys.stderr, dynamic_ncols=True)
+        if skipped:
+            bar.write(f"{len(skipped)} users already done (skipped), {len(todo)} to do")
+    stage = Counter()
+    chosen = Counter()
+    n_done, n_gen_failed, cached, t_first, n_first = 0, 0, 0, None, 0
+    if not chunks:
+        results = iter(())
+    elif batch.engine == "ray":
+        results = run_ray(chunks, loader, config, out, workers=batch.workers, threads=batch.threads_per_worker,
+                          address=batch.ray_address)
+    else:
+        results = run_local(chunks, loader, config, out, workers=batch.workers, threads=batch.threads_per_worker)
+    try:
+        for outcomes in results:
+            now = time.perf_counter()
+            if t_first is None:
+                t_first, n_first = now, len(outcomes)
+            for o in outcomes:
+                if o["status"] == "done":
+                    n_done += 1
+                    cached += bool(o.get("keywords_cached"))
+                    chosen[o["chosen"]] += 1
+                    stage.update({k: v for k, v in o["timings"].items() if k in STAGES})
+                else:
+                    n_gen_failed += 1
+                    failed.append(o)
+                    record_error(o)
+            if bar is not None:
+                bar.update(len(outcomes))
+                bar.set_postfix(failed=len(failed), per_min=f"{60 * (n_done + n_gen_failed) / (now - t_start):.1f}")
+    finally:
+        if bar is not None:
+            bar.close()
+        errors.close()
+        t_end = time.perf_counter()
+        processed = n_done + n_gen_failed
+        steady = None  # throughput once the workers are up (model loading and Ray start-up left out)
+        if t_first is not None and processed > n_first and t_end > t_first:
+            steady = 60 * (processed - n_first) / (t_end - t_first)
+        summary = {
+            "users": len(inputs), "generated": n_done, "skipped_already_done": len(skipped), "failed": len(failed),
+            "not_reached": len(todo) - processed,  # an interrupted run: started again, it does these
+            "keywords_cached": cached,
+            "wall_s": round(t_end - t_start, 3),
+            "users_per_minute": round(60 * n_done / (t_end - t_start), 2) if n_done else 0.0,
+            "users_per_minute_after_first_chunk": None if steady is None else round(steady, 2),
+            "stage_seconds": {k: round(stage[k], 3) for k in STAGES if k in stage},
+            "chosen_weights": dict(sorted(chosen.items())),
+            "engine": batch.engine, "workers": batch.workers, "threads_per_worker": batch.threads_per_worker,
+            "users_per_call": batch.users_per_call,
+            "config": {**dataclasses.asdict(config), "weights": [list(w) for w in config.weights]},
+            "models": models,
+        }
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
+    return summary
