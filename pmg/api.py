@@ -39,11 +39,11 @@ __all__ = ["GenerationConfig", "Candidate", "PMGResult", "PMG", "ModelSpec", "de
 
 def bundled_adapters(generator: str) -> dict[str, Path]:
     """scenario -> the soft-embedding adapter shipped with the built-in generator (none for others)."""
-    from pmg.registry import models_dir
+    from pmg.registry import BUILTIN_MODELS, models_dir
 
-    if str(generator) != "pmg-mini":
+    if str(generator) not in BUILTIN_MODELS:
         return {}
-    return {p.name.removeprefix("soft-"): p for p in sorted((models_dir() / "pmg-mini").glob("soft-*"))
+    return {p.name.removeprefix("soft-"): p for p in sorted((models_dir() / str(generator)).glob("soft-*"))
             if (p / "soft_config.json").is_file()}
 
 

