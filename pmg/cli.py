@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--split", default=None, help="with a benchmark's users/ folder: only this split (from ../split.json)")
     t.add_argument("--limit", type=int, default=None, help="only the first N users")
     e = sub.add_parser("eval", help="run a benchmark split and write the paper's tables")
-    e.add_argument("--benchmark", default="emoticons", choices=["emoticons", "movies"])
+    e.add_argument("--benchmark", default="emoticons", choices=["emoticons", "movies", "clothing"])
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--limit", type=int, default=None, help="only the first N users of the split")
     e.add_argument("--out", type=Path, default=None, help="results folder (default: results/BENCHMARK-SPLIT)")
@@ -394,13 +394,19 @@ def cmd_eval(args) -> int:
         return 0
     if not (bench / "split.json").is_file():
         _log(f"building the {args.benchmark} benchmark in {bench} ...")
-        info = build_emoticon_benchmark(args.art, bench, n_users=args.users, seed=0)
+        if args.benchmark == "clothing":
+            from pmg.evaluation.benchmarks.clothing import build_clothing_benchmark
+
+            info = build_clothing_benchmark(bench, n_users=args.users, seed=0)
+        else:
+            info = build_emoticon_benchmark(args.art, bench, n_users=args.users, seed=0)
         _log(f"  {info['users']} users, split {info['split']}")
     if args.table == 4:
         return _eval_table4(args, bench, cache)
     if args.table == 3 and not args.adapters:
         raise PMGError("--table 3 needs --adapters (the adapter folders to compare)")
-    soft = _soft_adapter(args.soft, args.generator, "emoticon")
+    scenario = "clothing" if args.benchmark == "clothing" else "emoticon"
+    soft = _soft_adapter(args.soft, args.generator, scenario)
     pmg = PMG.from_names(args.llm, args.generator, args.scorer, "none", cache_dir=cache, model_cache_dir=cache,
                          threads=args.threads, soft=soft)
     cfg = GenerationConfig(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance)
@@ -417,7 +423,7 @@ def cmd_eval(args) -> int:
     records = evaluate_split(pmg, bench, args.split, cfg, limit=args.limit)
     note = ("The CLIP-style scorer used for selection is left out of these metrics, as in the paper. "
             f"Models: {pmg.generator.name}, scorer {pmg.scorer.name}, LLM {pmg.extractor.llm.name}"
-            + (f", soft {pmg.soft_for('emoticon').name}." if pmg.soft_for("emoticon") else ", no soft adapter."))
+            + (f", soft {pmg.soft_for(scenario).name}." if pmg.soft_for(scenario) else ", no soft adapter."))
     print(write_tables(records, out, bench, note))
     print(f"\nwrote {out}/table2.md, table2.csv, weight_grid.csv, weight_grid.png, samples.png, results.jsonl")
     return 0

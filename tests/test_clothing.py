@@ -1,0 +1,95 @@
+"""The clothing scenario offline: garment rendering, the POG-format benchmark, the fashion training source."""
+
+import gzip
+import json
+import random
+
+import numpy as np
+import pytest
+
+from pmg.evaluation.benchmarks.clothing import build_clothing_benchmark
+from pmg.evaluation.benchmarks.garments import (
+    CLASSES, COLOURS, PATTERN_WORDS, PATTERNS, caption, load_fashion_mnist, render_garment,
+)
+
+
+def _write_idx(path, arr: np.ndarray) -> None:
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + arr.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def mnist(tmp_path):
+    """A Fashion-MNIST-format folder: blobs of a different size per class (train 200, test 50)."""
+    d = tmp_path / "fmnist"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 200), ("t10k", 50)):
+        labels = np.arange(n) % 10
+        y, x = np.mgrid[0:28, 0:28]
+        imgs = np.stack([(((y - 14) ** 2 + (x - 14) ** 2) < (4 + c) ** 2) * rng.integers(120, 255) for c in labels])
+        _write_idx(d / f"{prefix}-images-idx3-ubyte.gz", imgs)
+        _write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return d
+
+
+def test_idx_reader_and_missing_data_message(mnist, tmp_path):
+    x, y = load_fashion_mnist(mnist, "test")
+    assert x.shape == (50, 28, 28) and y.tolist()[:3] == [0, 1, 2]
+    with pytest.raises(Exception, match="apt-get install dataset-fashion-mnist"):
+        load_fashion_mnist(tmp_path / "nowhere")
+
+
+def test_render_applies_colour_pattern_and_outline(mnist):
+    x, _ = load_fashion_mnist(mnist)
+    shape = x[9]  # the largest blob
+    plain = render_garment(shape, "red", "plain").astype(int)
+    inside = plain[24:40, 24:40].reshape(-1, 3).mean(0)
+    assert inside[0] > 150 and inside[1] < 80 and inside[2] < 80  # red
+    assert (plain[0, 0] == 255).all()  # white background
+    for pattern in PATTERNS[1:]:
+        patterned = render_garment(shape, "red", pattern).astype(int)
+        assert (np.abs(patterned - plain).sum(-1) > 100).mean() > 0.03, pattern  # the pattern is drawn
+    white = render_garment(shape, "white", "plain").astype(int)
+    assert (white.sum(-1) < 400).sum() > 20  # the outline keeps a white garment visible
+    assert caption("t-shirt", "red", "striped") == "a red striped t-shirt" and caption("bag", "orange", "plain") == "an orange bag"
+
+
+def test_benchmark_is_deterministic_and_personal(mnist, tmp_path):
+    a = build_clothing_benchmark(tmp_path / "a", n_users=40, seed=0, mnist=mnist)
+    build_clothing_benchmark(tmp_path / "b", n_users=40, seed=0, mnist=mnist)
+    assert a["split"] == {"val": 4, "test": 4, "train": 32}
+    for f in ("ground_truth.json", "split.json", "users/s0007.json"):
+        assert (tmp_path / "a" / f).read_text() == (tmp_path / "b" / f).read_text()
+    truth = json.loads((tmp_path / "a" / "ground_truth.json").read_text())
+    colour_words, in_colour = set(COLOURS), []
+    for uid, t in truth.items():
+        user = json.loads((tmp_path / "a" / "users" / f"{uid}.json").read_text())
+        assert user["scenario"] == "clothing" and 6 <= len(user["history"]) <= 10
+        title = user["target"]["item"]["title"].lower()
+        assert not (set(title.split()) & colour_words)  # the target names no colour: it must come from the user
+        assert not any(w in title for p in PATTERNS[1:] for w in PATTERN_WORDS[p])
+        in_colour += [any(c in it["title"].lower().split() for c in t["colours"]) for it in user["history"]]
+        assert (tmp_path / "a" / t["target_image"]).is_file() and t["colour"] == t["colours"][0]
+    assert np.mean(in_colour) > 0.6  # histories mostly in the user's colours
+
+
+def test_fashion_training_source_keeps_heldout_combinations_out():
+    from training.pmg_mini.fashion import GarmentSource, is_heldout
+
+    held = sum(is_heldout(k, c, p) for k in range(len(CLASSES)) for c in COLOURS for p in PATTERNS)
+    assert 30 <= held <= 90  # about one combination in ten
+    src, rng = GarmentSource(), random.Random(0)
+    bands = {}
+    for _ in range(2000):
+        ex = src.sample(rng)
+        if ex is None:
+            continue
+        g = ex.garment
+        assert not is_heldout(g.kind, g.colour, g.pattern)
+        assert 1 <= len(ex.target) <= 5 and len(ex.preference) <= 10
+        bands[ex.band] = bands.get(ex.band, 0) + 1
+        if ex.band == "compose":  # the composition: the target's type in the user's main colour
+            assert g.colour in ex.preference and set(PATTERN_WORDS[g.pattern]) & set(ex.preference)
+    assert set(bands) == {"target", "style", "compose", "favourite", "history"}
