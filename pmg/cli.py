@@ -420,7 +420,12 @@ def cmd_eval(args) -> int:
         print(write_table3(evaluate_adapters(pmg, adapters, bench, args.split, cfg, limit=args.limit), out))
         print(f"\nwrote {out}/table3.md, table3.csv")
         return 0
-    records = evaluate_split(pmg, bench, args.split, cfg, limit=args.limit)
+    references = None
+    if args.benchmark == "emoticons" and (args.art / "meta.jsonl").is_file():
+        from pmg.evaluation.run import EmojiReferences
+
+        references = EmojiReferences(args.art)  # the ideal-image rank among all real emoji of each style
+    records = evaluate_split(pmg, bench, args.split, cfg, limit=args.limit, references=references)
     note = ("The CLIP-style scorer used for selection is left out of these metrics, as in the paper. "
             f"Models: {pmg.generator.name}, scorer {pmg.scorer.name}, LLM {pmg.extractor.llm.name}"
             + (f", soft {pmg.soft_for(scenario).name}." if pmg.soft_for(scenario) else ", no soft adapter."))

@@ -60,8 +60,14 @@ def test_eval_writes_every_table_row(art, tmp_path, tiny_pipe):
     build_emoticon_benchmark(art, bench, n_users=40, seed=0)
     llm = ScriptedLLM(lambda t: "happy; 2. red" if "just wrote" in t else "cat; 2. twemoji style")
     pmg = PMG(KeywordExtractor(llm), tiny_pipe, ColourScorer())
-    records = evaluate_split(pmg, bench, "test", GenerationConfig(num_inference_steps=1), progress=False)
+    from pmg.evaluation.run import EmojiReferences
+
+    records = evaluate_split(pmg, bench, "test", GenerationConfig(num_inference_steps=1), progress=False,
+                             references=EmojiReferences(art))
     table = write_tables(records, tmp_path / "res", bench)
+    assert all(1 <= r["ideal_rank"] <= r["ideal_of"] == 15 for r in records)
+    assert all(1 <= r["distinct"] <= 5 for r in records if r["variant"] == "PMG")
+    assert "ground truth in the 5 nearest" in table and "candidates distinct" in table
     n_test = len(json.loads((bench / "split.json").read_text())["test"])
     rows = list(csv.DictReader(open(tmp_path / "res" / "table2.csv")))
     # no adapter: the soft rows collapse into PMG (said in the table); keywords ablations remain
@@ -169,3 +175,23 @@ def test_movie_text_eval_table(tmp_path):
     assert all(r["history_genre_coverage"] == 1.0 for r in recs)
     table = write_movie_table(recs, tmp_path / "res")
     assert "history_genre_coverage" in table and (tmp_path / "res" / "results.jsonl").is_file()
+
+
+def test_ideal_rank_and_grid_spread_measure_what_they_say(art):
+    from PIL import Image
+
+    from pmg.evaluation.lpips import LPIPS
+    from pmg.evaluation.run import EmojiReferences, distinct_candidates, ideal_rank, trend
+
+    refs = EmojiReferences(art)
+    keys, x = refs.by_style["twemoji"]
+    assert len(keys) == len(set(keys)) and x.shape[1:] == (3, 64, 64)
+    lp = LPIPS("alex")
+    as_image = [Image.fromarray((x[i].permute(1, 2, 0).numpy() * 255).round().astype("uint8")) for i in range(3)]
+    rank, dist = ideal_rank(lp, as_image[2], x, truth=2)  # the ground truth itself: nearest, distance ~0
+    assert rank == 1 and dist < 0.01
+    rank_other, _ = ideal_rank(lp, as_image[0], x, truth=2)
+    assert rank_other > 1
+    assert distinct_candidates(lp, [as_image[0], as_image[0], as_image[1]]) == 2
+    assert trend([0, 0.25, 0.5, 0.75, 1], [0.1, 0.2, 0.3, 0.4, 0.5]) > 0.99
+    assert trend([0, 0.25, 0.5, 0.75, 1], [0.5, 0.4, 0.3, 0.2, 0.1]) < -0.99

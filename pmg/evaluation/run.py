@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
 from pmg.api import PMG, GenerationConfig
@@ -24,7 +25,8 @@ from pmg.evaluation.metrics import lpips as lpips_fn
 from pmg.evaluation.metrics import ssim, to_tensor
 from pmg.evaluation.stats import bootstrap_ci, format_ci
 
-__all__ = ["Variant", "TABLE2_VARIANTS", "evaluate_split", "write_tables"]
+__all__ = ["Variant", "TABLE2_VARIANTS", "evaluate_split", "write_tables", "EmojiReferences", "ideal_rank",
+           "distinct_candidates", "trend"]
 
 METRIC_SIZE = 64
 METRICS = ("lpips_history", "ssim_history", "lpips_target", "ssim_target")
@@ -58,9 +60,60 @@ def _image_metrics(lp: LPIPS, image: Image.Image, history: list[Image.Image], ta
     }
 
 
+class EmojiReferences:
+    """Every real emoji of each art style (the pmg-mini art folder), at ``METRIC_SIZE`` px, for the
+    ideal-image rank: where the ground truth falls among all emoji of the user's style by LPIPS."""
+
+    def __init__(self, art: Path):
+        meta = [json.loads(line) for line in open(art / "meta.jsonl", encoding="utf-8")]
+        images = np.load(art / "images.npy", mmap_mode="r")
+        self.by_style: dict[str, tuple[list[str], torch.Tensor]] = {}
+        for style in sorted({m["style"] for m in meta}):
+            rows = [(m["hexcode"], i) for i, m in enumerate(meta) if m["style"] == style]
+            seen = dict(rows)  # one image per hexcode
+            keys = sorted(seen)
+            x = torch.from_numpy(np.stack([images[seen[k]] for k in keys])).permute(0, 3, 1, 2).float() / 255
+            if x.shape[-1] != METRIC_SIZE:
+                x = torch.nn.functional.interpolate(x, size=METRIC_SIZE, mode="bilinear", antialias=True, align_corners=False)
+            self.by_style[style] = (keys, x)
+
+
+@torch.no_grad()
+def ideal_rank(lp: LPIPS, image: Image.Image, refs: torch.Tensor, truth: int, batch: int = 256) -> tuple[int, float]:
+    """(rank of ``refs[truth]`` among all ``refs`` by LPIPS to ``image`` (1 = nearest), LPIPS to it)."""
+    g = to_tensor([image], METRIC_SIZE)
+    d = torch.cat([lpips_fn(lp, g.expand(len(refs[i : i + batch]), -1, -1, -1), refs[i : i + batch])
+                   for i in range(0, len(refs), batch)])
+    return int((d < d[truth]).sum().item()) + 1, float(d[truth])
+
+
+@torch.no_grad()
+def distinct_candidates(lp: LPIPS, images: list[Image.Image], threshold: float = 0.02) -> int:
+    """How many candidates differ (LPIPS >= threshold) from every candidate before them."""
+    x = to_tensor(images, METRIC_SIZE)
+    keep = []
+    for i in range(len(images)):
+        if all(lpips_fn(lp, x[i : i + 1], x[j : j + 1]).item() >= threshold for j in keep):
+            keep.append(i)
+    return len(keep)
+
+
+def trend(r: list[float], values: list[float | None]) -> float:
+    """Pearson correlation of scores with the preference share r = w_p / (w_p + w_t) (nan if flat)."""
+    pairs = [(a, b) for a, b in zip(r, values) if b is not None]
+    if len(pairs) < 3:
+        return float("nan")
+    a, b = np.array(pairs, dtype=float).T
+    if a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
 def evaluate_split(pmg: PMG, bench: Path, split: str, config: GenerationConfig, *, limit: int | None = None,
-                   variants=TABLE2_VARIANTS, net: str = "alex", progress: bool = True) -> list[dict]:
-    """One record per (user, variant): metrics, keywords, the chosen candidate, the grid's scores."""
+                   variants=TABLE2_VARIANTS, net: str = "alex", progress: bool = True,
+                   references: EmojiReferences | None = None) -> list[dict]:
+    """One record per (user, variant): metrics, keywords, the chosen candidate, the grid's scores; with
+    ``references``, the ideal-image rank and LPIPS of the chosen image, and for PMG the grid's spread."""
     ids = json.loads((bench / "split.json").read_text())[split]
     truth = json.loads((bench / "ground_truth.json").read_text())
     ids = ids[:limit] if limit else ids
@@ -86,6 +139,15 @@ def evaluate_split(pmg: PMG, bench: Path, split: str, config: GenerationConfig, 
                    "preference": kw.preference, "target_keywords": kw.target, "best": res.best,
                    "grid": [{"w_p": c.w_p, "w_t": c.w_t, "d_p": c.d_p, "d_t": c.d_t, "z": c.z} for c in res.candidates],
                    "soft": v.use_soft and pmg.soft_for(scenario) is not None}
+            if references is not None and truth[uid].get("target_hexcode"):
+                keys, refs = references.by_style[truth[uid]["style"]]
+                rank, to_truth = ideal_rank(lp, res.best_image, refs, keys.index(truth[uid]["target_hexcode"]))
+                rec.update(ideal_rank=rank, ideal_top5=float(rank <= 5), ideal_lpips=to_truth, ideal_of=len(keys))
+            if references is not None and v.name == "PMG" and len(res.candidates) > 1:
+                share = [c.w_p / (c.w_p + c.w_t) for c in res.candidates]
+                rec.update(distinct=distinct_candidates(lp, [c.image for c in res.candidates]),
+                           d_p_trend=trend(share, [c.d_p for c in res.candidates]),
+                           d_t_trend=trend(share, [c.d_t for c in res.candidates]))
             rec["_image"] = res.best_image
             records.append(rec)
     return records
@@ -166,6 +228,7 @@ def write_tables(records: list[dict], out: Path, bench: Path, scorer_note: str =
     md.append("")
     md.append(f"Means over {rows[0]['users']} users with 95% bootstrap intervals; LPIPS AlexNet, SSIM 11x11 Gaussian "
               f"window (sigma 1.5, data range 1); images compared at {METRIC_SIZE} px. {scorer_note}")
+    md += _ideal_table(records, variants)
     table = "\n".join(md)
     (out / "table2.md").write_text(table + "\n")
     grid: dict[str, dict] = {}
@@ -193,6 +256,27 @@ def write_tables(records: list[dict], out: Path, bench: Path, scorer_note: str =
         for r in records:
             f.write(json.dumps({k: v for k, v in r.items() if k != "_image"}) + "\n")
     return table
+
+
+def _ideal_table(records: list[dict], variants: list[str]) -> list[str]:
+    """The ideal-image check and the grid's spread, when the records have them."""
+    if not any("ideal_rank" in r for r in records):
+        return []
+    md = ["", "| variant | ground truth in the 5 nearest real emoji ↑ | median rank | LPIPS to ground truth ↓ |", "|---|---|---|---|"]
+    for v in variants:
+        rs = [r for r in records if r["variant"] == v and "ideal_rank" in r]
+        if rs:
+            md.append(f"| {v} | {format_ci(*[100 * x for x in bootstrap_ci([r['ideal_top5'] for r in rs])], digits=1)} % | "
+                      f"{int(np.median([r['ideal_rank'] for r in rs]))} of {rs[0]['ideal_of']} | "
+                      f"{format_ci(*bootstrap_ci([r['ideal_lpips'] for r in rs]))} |")
+    pmg_rs = [r for r in records if r["variant"] == "PMG" and "distinct" in r]
+    if pmg_rs:
+        rises = np.mean([r["d_p_trend"] > 0 and r["d_t_trend"] < 0 for r in pmg_rs])
+        md += ["", f"Ideal image: rank of the ground-truth emoji among all real emoji of the user's style by LPIPS to "
+                   f"the chosen image (1 = nearest). Grid (PMG): {np.mean([r['distinct'] for r in pmg_rs]):.2f} of "
+                   f"{len(pmg_rs[0]['grid'])} candidates distinct on average (LPIPS >= 0.02); d_p rises and d_t falls "
+                   f"with w_p for {100 * rises:.0f}% of users."]
+    return md
 
 
 def evaluate_movies_text(extractor, bench: Path, split: str, *, limit: int | None = None, progress: bool = True) -> list[dict]:
