@@ -48,7 +48,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-backend", default="auto", choices=["auto", "xllamacpp", "transformers", "llamacpp", "openai"])
     p.add_argument("--llm-model-name", default="default", help="model name sent to an OpenAI-compatible server")
     p.add_argument("--captioner", default="tagger", help="'tagger' (scorer ranks a vocabulary), 'none', or a transformers image-to-text folder")
-    p.add_argument("--scorer", default="pmg-mini", help="'pmg-mini' (mini-CLIP) or a CLIP folder (used by the tagger too)")
+    p.add_argument("--scorer", default="auto", help="'auto' (the built-in one for the scenario), 'pmg-mini', 'pmg-mini-fashion' or a CLIP folder (used by the tagger too)")
     p.add_argument("--cache-dir", type=Path, default=None, help="keyword / description cache (default: $PMG_CACHE_DIR or ~/.cache/pmg)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     p.add_argument("--threads", type=int, default=_default_threads(), help="torch / llama.cpp threads (default: $PMG_THREADS or 2)")
@@ -56,7 +56,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _generation_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--generator", default="pmg-mini", help="'pmg-mini' or a diffusers folder (Stable Diffusion 1.x)")
+    p.add_argument("--generator", default="auto", help="'auto' (pmg-mini-fashion for clothing when installed, else pmg-mini), 'pmg-mini', 'pmg-mini-fashion' or a diffusers folder (Stable Diffusion 1.x)")
     p.add_argument("--scheduler", default=None, help="diffusers scheduler class to use instead of the folder's (e.g. DDIMScheduler)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=float, default=0.5, help="z = a log d_p + (1-a) log d_t")
@@ -67,6 +67,15 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-keywords", action="store_true", help="ablation: do not condition on preference keywords")
     p.add_argument("--soft", default="auto", help="soft-embedding adapter folder; 'auto': the bundled one for the scenario when the generator is pmg-mini")
     p.add_argument("--no-soft", action="store_true", help="ablation: no soft preference embeddings")
+
+
+def _resolve_auto(args, scenario: str | None) -> None:
+    """'auto' model names become the built-in model for the scenario."""
+    from pmg.registry import default_model
+
+    for name in ("generator", "scorer"):
+        if getattr(args, name, None) == "auto":
+            setattr(args, name, default_model(scenario))
 
 
 def _generation_config(args):
@@ -136,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--bench-dir", type=Path, default=None, help="benchmark folder (built on first use; default data/benchmarks/BENCHMARK)")
     e.add_argument("--users", type=int, default=300, help="users to build the benchmark with")
     e.add_argument("--llm", default="smollm2")
-    e.add_argument("--generator", default="pmg-mini")
-    e.add_argument("--scorer", default="pmg-mini")
+    e.add_argument("--generator", default="auto", help="'auto': the built-in model for the benchmark's scenario")
+    e.add_argument("--scorer", default="auto")
     e.add_argument("--soft", default="auto")
     e.add_argument("--table", type=int, default=2, choices=[2, 3, 4],
                    help="2: ablations (default); 3: soft adapters (with --adapters); 4: generated user images in a recommender")
@@ -203,6 +212,7 @@ def cmd_keywords(args) -> int:
 
     _check_common(args)
     user = load_user(args.user)
+    _resolve_auto(args, user.scenario.value)
     from pmg.registry import check_specs
 
     check_specs(llm=args.llm, scorer=args.scorer, captioner=args.captioner)
@@ -253,6 +263,7 @@ def cmd_generate(args) -> int:
     _check_common(args)
     config = _generation_config(args)
     user = load_user(args.user)
+    _resolve_auto(args, user.scenario.value)
     soft = None if args.no_soft else _soft_adapter(args.soft, args.generator, user.scenario.value)
     check_writable_dir(args.out, "--out")
     check_specs(llm=args.llm, generator=args.generator, scorer=args.scorer, captioner=args.captioner,
@@ -299,6 +310,10 @@ def cmd_batch(args) -> int:
         threads = max(1, args.threads // max(1, args.workers)) if isinstance(args.workers, int) else 1
     batch = BatchConfig(engine=args.engine, workers=args.workers, threads_per_worker=threads,
                         users_per_call=args.users_per_call, ray_address=args.ray_address)
+    from pmg.batch.inputs import read_inputs
+
+    scenarios = {i.user.scenario.value for i in read_inputs(args.users) if i.user is not None}
+    _resolve_auto(args, scenarios.pop() if len(scenarios) == 1 else None)  # one model set for the whole run
     soft = None if args.no_soft else _soft_adapter(args.soft, args.generator, "")
     check_writable_dir(args.out, "--out")
     check_specs(llm=args.llm, generator=args.generator, scorer=args.scorer, captioner=args.captioner,
@@ -374,6 +389,7 @@ def cmd_eval(args) -> int:
     from pmg.evaluation.run import write_tables, evaluate_split
 
     _check_common(args)
+    _resolve_auto(args, {"clothing": "clothing", "movies": "movie"}.get(args.benchmark, "emoticon"))
     bench = args.bench_dir or Path("data/benchmarks") / args.benchmark
     out = args.out or Path("results") / f"{args.benchmark}-{args.split}"
     cache = args.cache_dir or _default_cache()
