@@ -76,7 +76,9 @@ def run_ray(chunks: list, loader: Callable, config, out_root: str | Path, *, wor
         ray.init(address=address, log_to_driver=False)
     elif started:
         # a local Ray for this run: CPUs for the actors, a small object store (only outcomes travel),
-        # and this process's import path so actors import what the driver imports
+        # this process's import path so actors import what the driver imports, and actors at normal
+        # priority (Ray's default niceness of 15 starves them beside any other busy process)
+        os.environ.setdefault("RAY_worker_niceness", "0")
         path = os.pathsep.join(p for p in sys.path if p)
         ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False,
                  object_store_memory=100 * 1024**2, runtime_env={"env_vars": {"PYTHONPATH": path}})
