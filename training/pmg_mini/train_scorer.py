@@ -46,7 +46,8 @@ class ScorerConfig:
     width: int = 48  # cnn tower
     head_width: int = 512  # alexnet tower
     dropout: float = 0.0  # on the pooled image features
-    tower_size: int = 128  # alexnet tower: input size the 32 px image is upsampled to
+    image_size: int = 32  # images are resized to this (64 for garments: their shapes need the detail)
+    tower_size: int = 128  # alexnet tower: input size the image is upsampled to
     views: int = 8  # alexnet tower: cached views per image (the first clean, the rest augmented)
     gray_p: float = 0.0  # share of augmented views turned to greyscale
     splits: str = "train,scorer"  # comma list of the data splits to train on ("heldout" is refused)
@@ -167,9 +168,9 @@ def train(cfg: ScorerConfig) -> None:
     splits = [s for s in cfg.splits.split(",") if s]
     if not splits or "heldout" in splits:
         raise SystemExit(f"--splits must name training splits (not 'heldout'), got {cfg.splits!r}")
-    parts = [load_data(cfg.data, 32, s) for s in splits]
+    parts = [load_data(cfg.data, cfg.image_size, s) for s in splits]
     x, metas = torch.cat([p[0] for p in parts]), [m for p in parts for m in p[1]]
-    xv, mv = load_data(cfg.data, 32, "heldout")
+    xv, mv = load_data(cfg.data, cfg.image_size, "heldout")
     tokenizer, encoder = load_minilm()
     variants = [caption_variants(m) for m in metas]
     texts = sorted({t for v in variants for t in v})
@@ -182,8 +183,13 @@ def train(cfg: ScorerConfig) -> None:
         feats = sentence_features(tokenizer, encoder, texts)
         torch.save(feats, feats_path)
     var_ids = [[text_id[t] for t in v] for v in variants]
+    member = None  # image x caption membership, as a matrix when it is small (garments): no Python loop per step
+    if len(var_ids) * len(texts) <= 50_000_000:
+        member = torch.zeros(len(var_ids), len(texts), dtype=torch.bool)
+        for i, v in enumerate(var_ids):
+            member[i, v] = True
 
-    model = MiniCLIP(MiniCLIPConfig(image_tower=cfg.image_tower, width=cfg.width, head_width=cfg.head_width,
+    model = MiniCLIP(MiniCLIPConfig(image_size=cfg.image_size, image_tower=cfg.image_tower, width=cfg.width, head_width=cfg.head_width,
                                     tower_size=cfg.tower_size, dropout=cfg.dropout))
     cached = None
     if cfg.image_tower == "alexnet":
@@ -216,8 +222,11 @@ def train(cfg: ScorerConfig) -> None:
         pick = torch.randint(0, 1000, (cfg.batch_size,), generator=gen)
         tids = torch.tensor([var_ids[i][p % len(var_ids[i])] for i, p in zip(idx.tolist(), pick.tolist())])
         # caption j is true for image i if it is one of image i's variants
-        sets = [set(var_ids[i]) for i in idx.tolist()]
-        same = torch.tensor([[t in s for t in tids.tolist()] for s in sets])
+        if member is not None:
+            same = member[idx][:, tids]
+        else:
+            sets = [set(var_ids[i]) for i in idx.tolist()]
+            same = torch.tensor([[t in s for t in tids.tolist()] for s in sets])
         if cached is None:
             img = model.encode_image(augment(x[idx], gen, cfg.gray_p))
         else:
