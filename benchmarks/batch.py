@@ -5,7 +5,7 @@ per worker, on benchmark users whose keywords are cached (measured in one run on
 
 First a warm-up batch fills the keyword cache (the LLM stage is not what is compared); then each
 engine generates the same users into a fresh folder. Printed per engine: wall seconds (models and Ray
-start-up included), users per minute once the workers are up (after their first chunk), and the
+start-up included), users per minute once the workers are up (after each worker's first chunk), and the
 ratios the issue asks for: 2 workers vs 1, Ray vs local at 2 workers. Not a test.
 """
 

@@ -123,7 +123,7 @@ def run_batch(users: str | Path, out: str | Path, loader: Callable, config, batc
             bar.write(f"{len(skipped)} users already done (skipped), {len(todo)} to do")
     stage = Counter()
     chosen = Counter()
-    n_done, n_gen_failed, cached, t_first, n_first = 0, 0, 0, None, 0
+    n_done, n_gen_failed, cached, t_first, n_first, n_lists = 0, 0, 0, None, 0, 0
     if not chunks:
         results = iter(())
     elif batch.engine == "ray":
@@ -134,8 +134,9 @@ def run_batch(users: str | Path, out: str | Path, loader: Callable, config, batc
     try:
         for outcomes in results:
             now = time.perf_counter()
-            if t_first is None:
-                t_first, n_first = now, len(outcomes)
+            n_lists += 1
+            if n_lists <= batch.workers:  # each worker's first chunk carries its start-up: the clock starts after
+                t_first, n_first = now, n_first + len(outcomes)
             for o in outcomes:
                 if o["status"] == "done":
                     n_done += 1
@@ -155,7 +156,7 @@ def run_batch(users: str | Path, out: str | Path, loader: Callable, config, batc
         errors.close()
         t_end = time.perf_counter()
         processed = n_done + n_gen_failed
-        steady = None  # throughput once the workers are up (model loading and Ray start-up left out)
+        steady = None  # throughput once every worker is up (model loading and Ray start-up left out)
         if t_first is not None and processed > n_first and t_end > t_first:
             steady = 60 * (processed - n_first) / (t_end - t_first)
         summary = {
