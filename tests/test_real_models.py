@@ -116,3 +116,29 @@ def test_llamacpp_and_transformers_backends_agree_on_what_matters(repo):
         assert "cat" in keys and "twemoji style" in keys, (backend, res.preference)
         assert res.target[0] == "happy" and len(res.target) == 5, (backend, res.target)
     assert results["xllamacpp"].model != results["transformers"].model  # cached apart
+
+
+@pytest.mark.slow
+def test_llama_cpp_runs_in_its_own_process_and_serves_threads(tmp_path):
+    """The GGUF default: llama.cpp in a child process (no torch there), concurrent calls answered in slots,
+    the same answers as one at a time; errors come back as messages."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pmg.errors import ModelLoadError
+    from pmg.llm import ChatRequest, load_llm
+    from pmg.llm.process import ProcessLLM
+
+    llm = load_llm("smollm2")
+    assert isinstance(llm, ProcessLLM) and llm.name == "smollm2:llama.cpp" and llm._proc.poll() is None
+    reqs = [[ChatRequest("You name colours.", f"Name the colour of {thing}.", max_new_tokens=8)] for thing in
+            ("the sky", "grass", "snow", "blood")]
+    alone = [llm.generate(r) for r in reqs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(llm.generate, reqs))
+    assert together == alone and all(a[0] for a in alone)
+    llm.close()
+    assert llm._proc.poll() is not None  # the child is gone
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf")
+    with pytest.raises(ModelLoadError, match="could not load"):
+        ProcessLLM(bad)

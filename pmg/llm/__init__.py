@@ -33,9 +33,10 @@ def load_llm(spec: str = "smollm2", *, backend: str = "auto", threads: int = 2, 
         return LlamaCppLLM(target, n_threads=threads)
     name = spec if spec == "smollm2" else Path(target).name
     if backend == "xllamacpp" or (backend == "auto" and Path(target).suffix == ".gguf" and _has("xllamacpp")):
-        from pmg.llm.xllamacpp_llm import XLlamaCppLLM
+        # in a process of its own: beside torch in one process llama.cpp decodes at half speed (process.py)
+        from pmg.llm.process import ProcessLLM
 
-        return XLlamaCppLLM(target, n_threads=threads, name=name)
+        return ProcessLLM(target, n_threads=threads, name=name)
     from pmg.llm.transformers_llm import TransformersLLM
 
     return TransformersLLM(target, name=name, cache_dir=cache_dir)

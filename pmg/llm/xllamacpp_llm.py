@@ -53,7 +53,7 @@ class XLlamaCppLLM:
         p.cpuparams.n_threads = p.cpuparams_batch.n_threads = max(1, int(n_threads))
         # ggml's threads spin-wait for work by default (poll 50): beside torch in one process on two
         # cores they steal the cores from the U-Net (a 0.8 s grid took 1.25 s). 0: they sleep.
-        p.cpuparams.poll = p.cpuparams_batch.poll = 0
+        p.cpuparams.poll = p.cpuparams_batch.poll = int(os.environ.get("PMG_LLAMA_POLL", "0"))
         p.sampling.seed = 0
         p.warmup = False
         p.verbosity = -1
