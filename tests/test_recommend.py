@@ -85,3 +85,16 @@ def test_table4_comes_out_with_four_rows(art, tmp_path):
     run_table4(bench, out, tiny_pmg, ColourScorer(), steps=2, seeds=2, cfg=RecConfig(dim=8, epochs=20),
                progress=False, models={"tiny": 0})
     assert json.loads((out / "generated" / "summary.json").read_text())["skipped_already_done"] == n
+
+
+def test_a_benchmark_without_shared_items_is_refused(tmp_path):
+    import pytest
+
+    from pmg.errors import InputError
+
+    for u in range(3):
+        (tmp_path / "users").mkdir(exist_ok=True)
+        (tmp_path / "users" / f"u{u}.json").write_text(json.dumps(
+            {"user_id": f"u{u}", "history": [{"title": "x", "image": f"../images/u{u}_h{j}.png"} for j in range(3)]}))
+    with pytest.raises(InputError, match="no item image is shared"):
+        leave_last_out(tmp_path)

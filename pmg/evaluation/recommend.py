@@ -80,6 +80,15 @@ def leave_last_out(bench: Path) -> Interactions:
 
         raise InputError(f"{bench}: no users with item images (Table 4 needs a benchmark with item images)")
     paths = sorted({p for h in histories for p in h})
+    users_of = {}
+    for h in histories:
+        for p in set(h):
+            users_of[p] = users_of.get(p, 0) + 1
+    if len(histories) > 1 and max(users_of.values()) < 2:
+        from pmg.errors import InputError
+
+        raise InputError(f"{bench}: no item image is shared by two users (each history item is its own picture), "
+                         "so a recommender has nothing to learn; Table 4 needs a catalogue, as the emoticon benchmark has")
     index = {p: i for i, p in enumerate(paths)}
     train, test, where = [], {}, {}
     for ui, h in enumerate(histories):
