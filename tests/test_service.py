@@ -9,8 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from helpers import ScriptedLLM
-from helpers import ColourScorer
+from helpers import ColourScorer, ScriptedLLM, animal_answer
 
 from pmg.api import PMG, GenerationConfig
 from pmg.keywords.extract import KeywordExtractor
@@ -18,13 +17,7 @@ from pmg.service import ServiceConfig, create_app
 from pmg.service.schemas import to_behaviours, GenerateIn
 
 
-def _answer(text: str) -> str:
-    if "just wrote" in text:
-        return "happy; 2. smile" if "happy" in text else "sad; 2. tears"
-    for animal in ("cat", "dog", "fox", "owl", "bee", "cow", "pig", "elk"):
-        if animal in text:
-            return f"{animal}; 2. {animal} face; 3. red"
-    return "thing"
+_answer = animal_answer
 
 
 def _pmg(tiny_pipe):
