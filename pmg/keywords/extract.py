@@ -17,18 +17,18 @@ from pmg.keywords.moods import MOOD_WORDS, WORD_TO_MOOD, detect_mood, mood_of_ke
 from pmg.keywords.parse import attribute_keywords, frequent_words, parse_answer, rank_keywords
 from pmg.keywords.templates import PromptSet, load_prompt_set
 from pmg.llm.base import LLM, ChatRequest
+from pmg.llm.grammar import phrase_list_schema
 
 __all__ = ["KeywordResult", "KeywordExtractor", "ALGORITHM_VERSION", "build_extractor"]
 
 # bump when parsing or ranking changes, so cached keywords made the old way are not served
-ALGORITHM_VERSION = 6
-
-# JSON schemas for backends that constrain decoding: short lowercase phrases, a bounded list
-_PHRASE = {"type": "string", "minLength": 2, "maxLength": 30}
+ALGORITHM_VERSION = 7
 
 
 def keyword_schema(min_items: int, max_items: int) -> dict:
-    return {"type": "array", "items": _PHRASE, "minItems": min_items, "maxItems": max_items}
+    """The JSON schema backends that constrain decoding follow: a bounded list of short lowercase phrases
+    (llama.cpp decodes it with a whitespace-free grammar, ``pmg.llm.grammar``)."""
+    return phrase_list_schema(min_items, max_items)
 
 
 @dataclass

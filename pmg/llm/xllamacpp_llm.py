@@ -3,7 +3,7 @@
 llama.cpp's own server runs in-process (``xllamacpp.Server``): requests are OpenAI-style chat dicts
 and a JSON schema in the request constrains decoding to it (llama.cpp compiles it to a grammar). The
 assistant prefix ("The keywords are: 1.") is sent as a final assistant message, which llama.cpp
-continues.
+continues. PMG's keyword lists are decoded with a compact grammar (``pmg.llm.grammar``).
 
 Speed comes from the prompt cache: the requests of one ``generate`` call run one after another in
 one slot, and llama.cpp re-uses the evaluated tokens they share (the keyword prompts put the user's
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pmg.errors import ModelLoadError
 from pmg.llm.base import ChatRequest
+from pmg.llm.grammar import gbnf_for_schema
 
 __all__ = ["XLlamaCppLLM"]
 
@@ -76,7 +77,9 @@ class XLlamaCppLLM:
             msgs.append({"role": "assistant", "content": req.prefix})
         body = {"messages": msgs, "max_tokens": req.max_new_tokens, "temperature": 0.0, "top_k": 1,
                 "repeat_penalty": 1.1, "seed": 0, "cache_prompt": True}
-        if req.json_schema is not None:
+        if (grammar := gbnf_for_schema(req.json_schema)) is not None:
+            body["grammar"] = grammar  # no whitespace between tokens: fewer tokens to decode
+        elif req.json_schema is not None:
             body["json_schema"] = req.json_schema
         return body
 

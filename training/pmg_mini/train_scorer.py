@@ -5,6 +5,10 @@ trained head; the frozen features of ``views`` augmented copies of every image a
 (cached in ``RUN/features.pt``), so a step only runs the head. ``cnn``: the small from-scratch CNN
 of the first pmg-mini scorer.
 
+Garments (``--fresh-garments FOLDER``, cnn tower): every step renders a new batch from all of
+Fashion-MNIST's train shapes instead of reading the data folder's images (which still give the captions
+and the held-out check).
+
 Each image has a fixed set of caption variants (label, label + style, style alone, tags...); their
 MiniLM features are computed once. The scorer trains on the ``"train"`` split and, by default, on the
 scorer-only art styles (split ``"scorer"``, see ``build_data``); the held-out (concept, style) pairs
@@ -51,6 +55,7 @@ class ScorerConfig:
     views: int = 8  # alexnet tower: cached views per image (the first clean, the rest augmented)
     gray_p: float = 0.0  # share of augmented views turned to greyscale
     splits: str = "train,scorer"  # comma list of the data splits to train on ("heldout" is refused)
+    fresh_garments: str = ""  # a Fashion-MNIST folder: every step renders new garments from its 60,000 train shapes
     seed: int = 0
     threads: int = 1
     log_every: int = 50
@@ -95,6 +100,35 @@ def augment(x: torch.Tensor, gen: torch.Generator, gray_p: float = 0.0) -> torch
         luma = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True).expand_as(x)
         x = torch.where(torch.rand(b, 1, 1, 1, generator=gen) < gray_p, luma, x)
     return x
+
+
+class FreshGarments:
+    """Garment batches rendered on the fly (allowed combinations only, every Fashion-MNIST train shape):
+    the 16 shapes per combination of a fixed data folder are too few for the types to generalise."""
+
+    def __init__(self, mnist: str, image_size: int, seed: int):
+        import random
+
+        from pmg.evaluation.benchmarks.garments import load_fashion_mnist
+        from training.pmg_mini.fashion import COLOUR_NAMES, CLASSES, PATTERNS, GarmentRenderer
+
+        self.renderer = GarmentRenderer(*load_fashion_mnist(mnist, "train"))
+        self.rng, self.image_size = random.Random(seed), image_size
+        self.choices = (len(CLASSES), COLOUR_NAMES, PATTERNS)
+
+    def __call__(self, n: int) -> tuple[torch.Tensor, list[list[str]]]:
+        from training.pmg_mini.fashion import Garment, garment_captions, is_heldout
+
+        kinds, colours, patterns = self.choices
+        garments = []
+        while len(garments) < n:
+            g = Garment(self.rng.randrange(kinds), self.rng.choice(colours), self.rng.choice(patterns))
+            if not is_heldout(g.kind, g.colour, g.pattern):
+                garments.append(g)
+        x = torch.from_numpy(self.renderer(garments, self.rng)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        if x.shape[-1] != self.image_size:
+            x = F.interpolate(x, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
+        return x.clamp(-1, 1), [garment_captions(g) for g in garments]
 
 
 @torch.no_grad()
@@ -217,21 +251,32 @@ def train(cfg: ScorerConfig) -> None:
 
     bar = tqdm(total=cfg.steps, initial=step, unit="step", mininterval=30)
     t0, losses = time.time(), []
+    fresh = FreshGarments(cfg.fresh_garments, cfg.image_size, cfg.seed + step) if cfg.fresh_garments else None
+    if fresh is not None and cached is not None:
+        raise SystemExit("--fresh-garments renders new images every step: use --image-tower cnn")
     while step < cfg.steps:
-        idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen)
-        pick = torch.randint(0, 1000, (cfg.batch_size,), generator=gen)
-        tids = torch.tensor([var_ids[i][p % len(var_ids[i])] for i, p in zip(idx.tolist(), pick.tolist())])
-        # caption j is true for image i if it is one of image i's variants
-        if member is not None:
-            same = member[idx][:, tids]
+        if fresh is not None:  # new garments; caption j is true for image i if it is one of i's captions
+            xb, caps = fresh(cfg.batch_size)
+            pick = torch.randint(0, 1000, (cfg.batch_size,), generator=gen).tolist()
+            chosen = [c[p % len(c)] for c, p in zip(caps, pick)]
+            same = torch.tensor([[t in set(c) for t in chosen] for c in caps])
+            tids = torch.tensor([text_id[t] for t in chosen])
+            img = model.encode_image(augment(xb, gen, cfg.gray_p))
         else:
-            sets = [set(var_ids[i]) for i in idx.tolist()]
-            same = torch.tensor([[t in s for t in tids.tolist()] for s in sets])
-        if cached is None:
-            img = model.encode_image(augment(x[idx], gen, cfg.gray_p))
-        else:
-            view = torch.randint(0, cfg.views, (cfg.batch_size,), generator=gen)
-            img = model.encode_backbone_features(*(f[view, idx].float() for f in cached))
+            idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen)
+            pick = torch.randint(0, 1000, (cfg.batch_size,), generator=gen)
+            tids = torch.tensor([var_ids[i][p % len(var_ids[i])] for i, p in zip(idx.tolist(), pick.tolist())])
+            # caption j is true for image i if it is one of image i's variants
+            if member is not None:
+                same = member[idx][:, tids]
+            else:
+                sets = [set(var_ids[i]) for i in idx.tolist()]
+                same = torch.tensor([[t in s for t in tids.tolist()] for s in sets])
+            if cached is None:
+                img = model.encode_image(augment(x[idx], gen, cfg.gray_p))
+            else:
+                view = torch.randint(0, cfg.views, (cfg.batch_size,), generator=gen)
+                img = model.encode_backbone_features(*(f[view, idx].float() for f in cached))
         txt = model.encode_text_features(feats[tids])
         loss = clip_loss(img, txt, same, model.logit_scale)
         opt.zero_grad(set_to_none=True)
@@ -250,6 +295,10 @@ def train(cfg: ScorerConfig) -> None:
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             torch_save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                                "step": step, "rng": gen.get_state()}, ckpt_path)
+            if fresh is not None:  # garments: held-out composition accuracy as it trains
+                model.eval()
+                bar.write(f"step {step}: {json.dumps(retrieval_top5(model, xv, mv, tokenizer, encoder))}")
+                model.train()
     bar.close()
     model.eval()
     metrics = retrieval_top5(model, xv, mv, tokenizer, encoder)
