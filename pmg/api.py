@@ -63,6 +63,7 @@ class GenerationConfig:
     negative_prompt: str = ""
     use_keywords: bool = True  # False: the paper's "without keywords" ablation
     use_soft: bool = True  # False: the paper's "without soft embeddings" ablation
+    weighting: str = "embedding"  # or "guidance": per-condition guidance (pmg.conditioning.weighting)
 
     def __post_init__(self):
         """The one place generation options are validated (the CLI and the service only parse)."""
@@ -95,6 +96,10 @@ class GenerationConfig:
             except ValueError as e:
                 raise ConfigError(f"weights: {e}") from None
         self.weights = pairs
+        from pmg.conditioning.weighting import WEIGHTINGS
+
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if len(self.negative_prompt) > 1000:
             raise ConfigError(f"negative prompt: {len(self.negative_prompt)} characters, at most 1000")
 
@@ -288,7 +293,7 @@ class PMG:
         else:
             weights = list(config.weights)
         grid = self.generator.prepare_grid(kw.target, pref or None, weights=weights, soft_embeds=soft,
-                                           negative_prompt=config.negative_prompt,
+                                           negative_prompt=config.negative_prompt, weighting=config.weighting,
                                            generator=torch.Generator().manual_seed(config.seed))
         return {"grid": grid, "timings": timings, "warnings": warnings, "adapter": adapter}
 

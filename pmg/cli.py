@@ -63,6 +63,9 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="0:4,1:3,2:2,3:1,4:0", help="grid of w_p:w_t ratios")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own, 12 for pmg-mini)")
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
+    p.add_argument("--weighting", choices=["embedding", "guidance"], default="embedding",
+                   help="how w_p:w_t act: 'embedding' weighs the encoded conditions (the paper), "
+                        "'guidance' mixes per-condition guidance directions")
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--no-keywords", action="store_true", help="ablation: do not condition on preference keywords")
     p.add_argument("--soft", default="auto", help="soft-embedding adapter folder; 'auto': the bundled one for the scenario when the generator is pmg-mini")
@@ -89,7 +92,7 @@ def _generation_config(args):
         raise PMGError(f"--weights: {e}") from None
     return GenerationConfig(seed=args.seed, alpha=args.alpha, weights=weights, num_inference_steps=args.steps,
                             guidance_scale=args.guidance, negative_prompt=args.negative_prompt,
-                            use_keywords=not args.no_keywords, use_soft=not args.no_soft)
+                            use_keywords=not args.no_keywords, use_soft=not args.no_soft, weighting=args.weighting)
 
 
 def _model_spec(args, soft, threads: int):
@@ -156,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own)")
     e.add_argument("--guidance", type=float, default=4.0)
+    e.add_argument("--weighting", choices=["embedding", "guidance"], default="embedding")
     e.add_argument("--cache-dir", type=Path, default=None)
     e.add_argument("--threads", type=int, default=_default_threads())
     e.add_argument("--debug", action="store_true")
@@ -425,7 +429,8 @@ def cmd_eval(args) -> int:
     soft = _soft_adapter(args.soft, args.generator, scenario)
     pmg = PMG.from_names(args.llm, args.generator, args.scorer, "none", cache_dir=cache, model_cache_dir=cache,
                          threads=args.threads, soft=soft)
-    cfg = GenerationConfig(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance)
+    cfg = GenerationConfig(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
+                           weighting=args.weighting)
     if args.adapters:
         from pmg.evaluation.run import evaluate_adapters, write_table3
         from pmg.soft.embedder import load_soft

@@ -127,15 +127,18 @@ def test_schema_accepts_or_names_the_problem(data):
 @given(seed=st.integers(-5, 2**66) | st.floats(allow_nan=True), alpha=st.floats(allow_nan=True, allow_infinity=True),
        steps=st.none() | st.integers(-3, 500) | st.floats(allow_nan=True),
        guidance=st.floats(allow_nan=True, allow_infinity=True),
-       weights=st.lists(st.tuples(st.floats(allow_nan=True, allow_infinity=True), st.floats(allow_nan=True, allow_infinity=True)), max_size=20))
-def test_generation_config_accepts_or_names_the_problem(seed, alpha, steps, guidance, weights):
+       weights=st.lists(st.tuples(st.floats(allow_nan=True, allow_infinity=True), st.floats(allow_nan=True, allow_infinity=True)), max_size=20),
+       weighting=st.sampled_from(["embedding", "guidance", "", "Guidance", "sum"]))
+def test_generation_config_accepts_or_names_the_problem(seed, alpha, steps, guidance, weights, weighting):
     try:
-        cfg = GenerationConfig(seed=seed, alpha=alpha, num_inference_steps=steps, guidance_scale=guidance, weights=tuple(weights))
+        cfg = GenerationConfig(seed=seed, alpha=alpha, num_inference_steps=steps, guidance_scale=guidance, weights=tuple(weights),
+                               weighting=weighting)
     except ConfigError as e:
-        assert any(f in str(e) for f in ("seed", "alpha", "steps", "guidance", "weights"))
+        assert any(f in str(e) for f in ("seed", "alpha", "steps", "guidance", "weights", "weighting"))
         return
     assert all(math.isfinite(v) for pair in cfg.weights for v in pair) and 1 <= len(cfg.weights) <= 16
     assert math.isfinite(cfg.alpha) and math.isfinite(cfg.guidance_scale)
+    assert cfg.weighting in ("embedding", "guidance")
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -107,3 +107,54 @@ def test_pipelines_meet_the_generator_protocol(tiny_pipe):
 
     assert isinstance(tiny_pipe, Generator)
     assert not isinstance(object(), Generator)
+
+
+def _pixels(images):
+    import numpy as np
+
+    return np.stack([np.asarray(i, dtype=int) for i in images])
+
+
+def test_per_condition_guidance_spans_target_only_to_preference_only(tiny_pipe):
+    """weighting="guidance": eps = eps_u + g (w_t (eps_t - eps_u) + w_p (eps_p - eps_u)); its 0:4 is the
+    target-only image and its 4:0 the preference-only one (both equal to the paper's weighting there),
+    the middle of the grid mixes the two directions and differs from the paper's 2:2."""
+    import numpy as np
+
+    grid, kw = [(0, 4), (2, 2), (4, 0)], dict(num_inference_steps=3, guidance_scale=3.0)
+    run = lambda w: _pixels(tiny_pipe(["happy"], ["cat", "twemoji"], weights=grid, weighting=w,  # noqa: E731
+                                      generator=torch.Generator().manual_seed(1), **kw).images)
+    guided, embedded = run("guidance"), run("embedding")
+    assert np.abs(guided[[0, 2]] - embedded[[0, 2]]).max() <= 1
+    pt = lambda w: tiny_pipe(["happy"], ["cat", "twemoji"], weights=[(2, 2)], weighting=w, output_type="pt",  # noqa: E731
+                             generator=torch.Generator().manual_seed(1), **kw).images
+    again = pt("guidance")
+    assert torch.equal(again, pt("guidance"))  # deterministic, so a difference below is the weighting's
+    assert (again - pt("embedding")).abs().mean() > 1e-4
+    g = tiny_pipe.prepare_grid(["happy"], ["cat"], weights=grid, weighting="guidance")
+    assert g.row_candidate.tolist() == [0, 1, 1, 2] and g.row_coef.tolist() == [1.0, 0.5, 0.5, 1.0]  # no zero rows
+    with pytest.raises(ValueError, match="weighting must be one of embedding, guidance; got 'sum'"):
+        tiny_pipe.prepare_grid(["happy"], ["cat"], weighting="sum")
+
+
+def test_guidance_without_cfg_is_the_mean_of_the_two_predictions():
+    """g = 1: no unconditional pass; the candidate's prediction is w_t eps_t + w_p eps_p."""
+    from pmg.conditioning.weighting import guidance_rows
+
+    rows, cand, coef = guidance_rows([(1, 3), (0, 1)])
+    assert rows == [(0.0, 1.0), (1.0, 0.0), (0.0, 1.0)] and cand == [0, 0, 1] and coef == [0.75, 0.25, 1.0]
+
+
+def test_mixed_weightings_batch_like_alone(tiny_pipe):
+    """Users with either weighting share one U-Net pass (the service) and get their own images."""
+    import numpy as np
+
+    users = [(["happy"], ["cat", "twemoji"], 1, "guidance"), (["sad"], ["dog"], 2, "embedding"), (["angry"], None, 3, "guidance")]
+    for cfg in (3.0, 1.0):
+        alone = [tiny_pipe(t, p, generator=torch.Generator().manual_seed(s), num_inference_steps=3, weighting=w,
+                           guidance_scale=cfg) for t, p, s, w in users]
+        grids = [tiny_pipe.prepare_grid(t, p, generator=torch.Generator().manual_seed(s), weighting=w) for t, p, s, w in users]
+        together = tiny_pipe.denoise_grids(grids, num_inference_steps=3, guidance_scale=cfg)
+        for a, b in zip(alone, together):
+            diff = np.abs(_pixels(a.images) - _pixels(b.images))
+            assert diff.max() <= 1 and (diff > 0).mean() <= 0.001

@@ -16,7 +16,13 @@ import math
 
 import torch
 
-__all__ = ["DEFAULT_GRID", "parse_grid", "normalize_weights", "weighted_context", "context_mask", "pad_uncond"]
+__all__ = ["DEFAULT_GRID", "WEIGHTINGS", "parse_grid", "normalize_weights", "weighted_context", "context_mask", "pad_uncond",
+           "guidance_rows"]
+
+# "embedding": the paper's weighting of the encoded conditions (one context per candidate);
+# "guidance": per-condition classifier-free guidance (composable diffusion, Liu et al. 2022),
+#   eps = eps_u + g * (w_t (eps_t - eps_u) + w_p (eps_p - eps_u)), weights normalised to sum to 1
+WEIGHTINGS = ("embedding", "guidance")
 
 DEFAULT_GRID: tuple[tuple[float, float], ...] = ((0, 4), (1, 3), (2, 2), (3, 1), (4, 0))
 
@@ -100,3 +106,22 @@ def pad_uncond(empty: torch.Tensor, length: int) -> torch.Tensor:
     classifier-free guidance has the same length as the conditional one."""
     reps = -(-length // empty.shape[1])
     return empty.repeat(1, reps, 1)[:, :length]
+
+
+def guidance_rows(weights: list[tuple[float, float]] | tuple[tuple[float, float], ...]
+                  ) -> tuple[list[tuple[float, float]], list[int], list[float]]:
+    """Per-condition guidance as U-Net rows: for each candidate k with weights (w_p, w_t), a target-only
+    row with coefficient w_t / (w_p + w_t) and a preference-only row with w_p / (w_p + w_t), each
+    left out when its coefficient is 0 (0:4 is then exactly the target-only candidate).
+
+    Returns (row weight pairs for ``weighted_context``/``context_mask``: (0, 1) target-only, (1, 0)
+    preference-only; the candidate of each row; each row's coefficient). A candidate's coefficients
+    sum to 1, so without guidance (g = 1) the prediction is their weighted mean."""
+    pairs, cand, coef = [], [], []
+    for k, (w_p, w_t) in enumerate(weights):
+        check_pair(w_p, w_t)
+        total = w_p + w_t
+        for row, c in (((0.0, 1.0), w_t / total), ((1.0, 0.0), w_p / total)):
+            if c > 0:
+                pairs.append(row), cand.append(k), coef.append(c)
+    return pairs, cand, coef

@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from pmg.conditioning.encode import encode_prompts, model_max_length
-from pmg.conditioning.weighting import DEFAULT_GRID, context_mask, normalize_weights, pad_uncond, weighted_context
+from pmg.conditioning.weighting import (DEFAULT_GRID, WEIGHTINGS, context_mask, guidance_rows, normalize_weights, pad_uncond,
+                                       weighted_context)
 
 __all__ = ["PMGPipeline", "PMGGenerationOutput", "GridRequest", "to_pil"]
 
@@ -134,18 +135,26 @@ class PMGPipeline:
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         callback: Callable[[int, int], None] | None = None,
+        weighting: str = "embedding",
     ) -> PMGGenerationOutput:
         grid = self.prepare_grid(target_keywords, preference_keywords, weights=weights, soft_embeds=soft_embeds,
                                  target_embeds=target_embeds, preference_embeds=preference_embeds,
-                                 negative_prompt=negative_prompt, generator=generator, latents=latents)
+                                 negative_prompt=negative_prompt, generator=generator, latents=latents,
+                                 weighting=weighting)
         return self.denoise_grids([grid], num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                   output_type=output_type, callback=callback)[0]
 
     # 2.-4. ------------------------------------------------------------------------ one user's grid
     def prepare_grid(self, target_keywords=None, preference_keywords=None, *, weights=DEFAULT_GRID, soft_embeds=None,
                      target_embeds=None, preference_embeds=None, negative_prompt: str = "", generator=None,
-                     latents=None) -> "GridRequest":
-        """Encode one user's conditions, weight them and draw the shared initial latents."""
+                     latents=None, weighting: str = "embedding") -> "GridRequest":
+        """Encode one user's conditions, weight them and draw the shared initial latents.
+
+        ``weighting``: "embedding" (the paper: one weighted context per candidate) or "guidance"
+        (per-condition guidance: a target-only and a preference-only context, mixed in the prediction;
+        see ``pmg.conditioning.weighting``)."""
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}; got {weighting!r}")
         weights = [tuple(w) for w in weights]
         if target_embeds is None:  # precomputed embeddings win
             target_embeds = self.encode_keywords(target_keywords)
@@ -154,11 +163,16 @@ class PMGPipeline:
         if soft_embeds is not None:
             soft_embeds = soft_embeds.to(self.device, self.dtype)
         self.check_inputs(target_embeds, preference_embeds, soft_embeds, weights, 1.0, 1)
-        cond = weighted_context(target_embeds, preference_embeds, weights, soft_embeds)  # (K, T, D)
+        if weighting == "guidance" and (preference_embeds is not None or soft_embeds is not None):
+            rows, cand, coef = guidance_rows(weights)
+        else:  # the paper's weighting (and, with no preference condition, the only one there is)
+            rows, cand, coef = weights, list(range(len(weights))), [1.0] * len(weights)
+        cond = weighted_context(target_embeds, preference_embeds, rows, soft_embeds)  # (R, T, D)
         mask = context_mask(target_embeds.shape[1], 0 if preference_embeds is None else preference_embeds.shape[1],
-                            0 if soft_embeds is None else soft_embeds.shape[1], weights).to(self.device)
+                            0 if soft_embeds is None else soft_embeds.shape[1], rows).to(self.device)
         uncond = pad_uncond(self.encode_empty(negative_prompt), cond.shape[1]).expand(len(weights), -1, -1)
-        return GridRequest(cond, mask, uncond, self.prepare_latents(generator, latents), weights)
+        return GridRequest(cond, mask, uncond, self.prepare_latents(generator, latents), weights,
+                           torch.tensor(cand), torch.tensor(coef))
 
     # 5.-6. ------------------------------------------------------------------------ many grids at once
     @torch.no_grad()
@@ -180,12 +194,16 @@ class PMGPipeline:
             return (torch.cat([x, x.new_zeros(x.shape[0], extra, x.shape[2])], 1),
                     torch.cat([m, m.new_zeros(m.shape[0], extra)], 1))
 
-        conds, masks, unconds, umasks = [], [], [], []
+        conds, masks, unconds, umasks, cands, coefs, n = [], [], [], [], [], [], 0
         for g in grids:
             c, m = pad(g.cond, g.mask)
-            u, um = pad(g.uncond, torch.ones_like(g.mask))
+            u, um = pad(g.uncond, torch.ones_like(g.uncond[:, :, 0]))
             conds.append(c), masks.append(m), unconds.append(u), umasks.append(um)
+            cands.append(g.row_candidate + n), coefs.append(g.row_coef)
+            n += len(g.weights)
         cond, mask = torch.cat(conds), torch.cat(masks)
+        row_k = torch.cat(cands).to(self.device)  # the candidate each conditional row belongs to
+        coef = torch.cat(coefs).to(self.device, self.dtype).view(-1, 1, 1, 1)
         do_cfg = guidance_scale != 1.0
         context = torch.cat([torch.cat(unconds), cond]) if do_cfg else cond
         mask = torch.cat([torch.cat(umasks), mask]) if do_cfg else mask
@@ -199,13 +217,17 @@ class PMGPipeline:
         lat = torch.cat([(g.latents * sigma0).expand(len(g.weights), -1, -1, -1) for g in grids]).clone()
         timesteps = scheduler.timesteps
         for i, t in enumerate(timesteps):
-            model_in = torch.cat([lat, lat]) if do_cfg else lat
+            model_in = torch.cat([lat, lat[row_k]]) if do_cfg else lat[row_k]
             if hasattr(scheduler, "scale_model_input"):  # flow-matching schedulers have none
                 model_in = scheduler.scale_model_input(model_in, t)
-            pred = self.unet(model_in, t, encoder_hidden_states=context, encoder_attention_mask=mask).sample
+            out = self.unet(model_in, t, encoder_hidden_states=context, encoder_attention_mask=mask).sample
+            # eps = eps_u + g * sum_r coef_r (eps_r - eps_u) over each candidate's rows (one row of
+            # coefficient 1 with the paper's weighting: classifier-free guidance as usual)
             if do_cfg:
-                p_u, p_c = pred.chunk(2)
-                pred = p_u + guidance_scale * (p_c - p_u)
+                p_u, p_c = out[: len(lat)], out[len(lat):]
+                pred = p_u + guidance_scale * torch.zeros_like(p_u).index_add_(0, row_k, coef * (p_c - p_u[row_k]))
+            else:  # coefficients of a candidate sum to 1
+                pred = torch.zeros_like(lat).index_add_(0, row_k, coef * out)
             lat = scheduler.step(pred, t, lat).prev_sample
             if callback is not None:
                 callback(i + 1, len(timesteps))
@@ -223,8 +245,10 @@ class PMGPipeline:
 class GridRequest:
     """One user's weighted conditions, ready to denoise (``PMGPipeline.prepare_grid``)."""
 
-    cond: torch.Tensor  # (K, T, D) [w_t E_t ; w_p E_k ; w_p E_m] per weight pair
-    mask: torch.Tensor  # (K, T) 0 where a weight is zero
+    cond: torch.Tensor  # (R, T, D) [w_t E_t ; w_p E_k ; w_p E_m] per U-Net row (R = K with the paper's weighting)
+    mask: torch.Tensor  # (R, T) 0 where a weight is zero
     uncond: torch.Tensor  # (K, T, D) the empty prompt tiled to T
     latents: torch.Tensor  # (1, C, h, w) initial latents shared by the K candidates
     weights: list[tuple[float, float]]
+    row_candidate: torch.Tensor  # (R,) the candidate each row of ``cond`` belongs to
+    row_coef: torch.Tensor  # (R,) its coefficient in the candidate's prediction (a candidate's sum to 1)

@@ -122,7 +122,8 @@ def make_job(body: GenerateIn) -> Job:
     user = to_behaviours(body)
     o = body.options
     config = GenerationConfig(seed=o.seed, alpha=o.alpha, weights=tuple(o.weights), num_inference_steps=o.steps,
-                              guidance_scale=o.guidance, use_keywords=o.use_keywords, use_soft=o.use_soft)
+                              guidance_scale=o.guidance, use_keywords=o.use_keywords, use_soft=o.use_soft,
+                              weighting=o.weighting)
     kw = with_keywords(None, body.keywords.preference, body.keywords.target) if body.keywords else None
     return Job(user=user, config=config, keywords=kw)
 

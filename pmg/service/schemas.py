@@ -45,6 +45,7 @@ class OptionsIn(_Strict):
     guidance: float = Field(default=4.0, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False)
     use_keywords: bool = True
     use_soft: bool = True
+    weighting: Literal["embedding", "guidance"] = "embedding"
 
 
 class KeywordsIn(_Strict):

@@ -59,7 +59,7 @@ function buildRequest() {
     user_id: state.userId || "web-user", scenario,
     history: state.history.map(({ title, text, attributes }) => ({ title, text, attributes })),
     conversations: $("conversation").value.trim() ? [$("conversation").value.trim()] : [],
-    target, options: { seed: Number($("seed").value) || 0, alpha: Number($("alpha").value) },
+    target, options: { seed: Number($("seed").value) || 0, alpha: Number($("alpha").value), weighting: $("weighting").value },
   };
 }
 
