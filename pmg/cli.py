@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--benchmark", default="emoticons", choices=["emoticons", "movies", "clothing"])
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
     e.add_argument("--limit", type=int, default=None, help="only the first N users of the split")
+    e.add_argument("--style-from-images", action="store_true",
+                   help="history items without their attributes, item images captioned (the mini-CLIP tagger): "
+                        "PMG alone, to compare with a full run")
     e.add_argument("--out", type=Path, default=None, help="results folder (default: results/BENCHMARK-SPLIT)")
     e.add_argument("--art", type=Path, default=Path("data/pmg-mini"), help="emoji art built by training.pmg_mini.build_data")
     e.add_argument("--bench-dir", type=Path, default=None, help="benchmark folder (built on first use; default data/benchmarks/BENCHMARK)")
@@ -395,7 +398,7 @@ def cmd_eval(args) -> int:
     _check_common(args)
     _resolve_auto(args, {"clothing": "clothing", "movies": "movie"}.get(args.benchmark, "emoticon"))
     bench = args.bench_dir or Path("data/benchmarks") / args.benchmark
-    out = args.out or Path("results") / f"{args.benchmark}-{args.split}"
+    out = args.out or Path("results") / (f"{args.benchmark}-{args.split}" + ("-images" if args.style_from_images else ""))
     cache = args.cache_dir or _default_cache()
     if args.benchmark == "movies" and args.table == 4:
         raise PMGError("--table 4 needs item images: the MovieLens benchmark has no posters offline "
@@ -427,8 +430,8 @@ def cmd_eval(args) -> int:
         raise PMGError("--table 3 needs --adapters (the adapter folders to compare)")
     scenario = "clothing" if args.benchmark == "clothing" else "emoticon"
     soft = _soft_adapter(args.soft, args.generator, scenario)
-    pmg = PMG.from_names(args.llm, args.generator, args.scorer, "none", cache_dir=cache, model_cache_dir=cache,
-                         threads=args.threads, soft=soft)
+    pmg = PMG.from_names(args.llm, args.generator, args.scorer, "tagger" if args.style_from_images else "none",
+                         cache_dir=cache, model_cache_dir=cache, threads=args.threads, soft=soft)
     cfg = GenerationConfig(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
                            weighting=args.weighting)
     if args.adapters:
@@ -446,7 +449,11 @@ def cmd_eval(args) -> int:
         from pmg.evaluation.run import EmojiReferences
 
         references = EmojiReferences(args.art)  # the ideal-image rank among all real emoji of each style
-    records = evaluate_split(pmg, bench, args.split, cfg, limit=args.limit, references=references)
+    from pmg.evaluation.run import TABLE2_VARIANTS
+
+    records = evaluate_split(pmg, bench, args.split, cfg, limit=args.limit, references=references,
+                             strip_attributes=args.style_from_images,
+                             variants=TABLE2_VARIANTS[:1] if args.style_from_images else TABLE2_VARIANTS)
     note = ("The CLIP-style scorer used for selection is left out of these metrics, as in the paper. "
             f"Models: {pmg.generator.name}, scorer {pmg.scorer.name}, LLM {pmg.extractor.llm.name}"
             + (f", soft {pmg.soft_for(scenario).name}." if pmg.soft_for(scenario) else ", no soft adapter."))

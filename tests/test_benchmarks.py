@@ -195,3 +195,27 @@ def test_ideal_rank_and_grid_spread_measure_what_they_say(art):
     assert distinct_candidates(lp, [as_image[0], as_image[0], as_image[1]]) == 2
     assert trend([0, 0.25, 0.5, 0.75, 1], [0.1, 0.2, 0.3, 0.4, 0.5]) > 0.99
     assert trend([0, 0.25, 0.5, 0.75, 1], [0.5, 0.4, 0.3, 0.2, 0.1]) < -0.99
+
+
+def test_style_from_images_hides_the_attributes_from_the_llm(art, tmp_path, tiny_pipe):
+    """``strip_attributes`` (``pmg eval --style-from-images``): the prompts carry no item attribute,
+    so the art style can only come from the captioner; without it they do."""
+    from helpers import ColourScorer, ScriptedLLM
+
+    from pmg.api import PMG, GenerationConfig
+    from pmg.evaluation.run import TABLE2_VARIANTS, evaluate_split
+    from pmg.keywords.extract import KeywordExtractor
+
+    bench = tmp_path / "bm"
+    build_emoticon_benchmark(art, bench, n_users=40, seed=0)
+    seen = {}
+    for strip in (False, True):
+        prompts = seen.setdefault(strip, [])
+        llm = ScriptedLLM(lambda t, p=prompts: p.append(t) or "cat; 2. cute")
+        pmg = PMG(KeywordExtractor(llm), tiny_pipe, ColourScorer())
+        recs = evaluate_split(pmg, bench, "test", GenerationConfig(num_inference_steps=1), limit=2, progress=False,
+                              variants=TABLE2_VARIANTS[:1], strip_attributes=strip)
+        assert recs and {r["variant"] for r in recs} == {"PMG"}
+    styles = ("twemoji", "noto", "openmoji")
+    assert any(s in p for p in seen[False] for s in styles)
+    assert not any(s in p for p in seen[True] for s in styles)

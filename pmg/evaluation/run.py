@@ -111,9 +111,11 @@ def trend(r: list[float], values: list[float | None]) -> float:
 
 def evaluate_split(pmg: PMG, bench: Path, split: str, config: GenerationConfig, *, limit: int | None = None,
                    variants=TABLE2_VARIANTS, net: str = "alex", progress: bool = True,
-                   references: EmojiReferences | None = None) -> list[dict]:
+                   references: EmojiReferences | None = None, strip_attributes: bool = False) -> list[dict]:
     """One record per (user, variant): metrics, keywords, the chosen candidate, the grid's scores; with
-    ``references``, the ideal-image rank and LPIPS of the chosen image, and for PMG the grid's spread."""
+    ``references``, the ideal-image rank and LPIPS of the chosen image, and for PMG the grid's spread.
+    ``strip_attributes``: the history items lose their ``attributes`` (art style and tags), so what the
+    keywords know of the style comes from the item images (``pmg``'s captioner)."""
     ids = json.loads((bench / "split.json").read_text())[split]
     truth = json.loads((bench / "ground_truth.json").read_text())
     ids = ids[:limit] if limit else ids
@@ -129,6 +131,8 @@ def evaluate_split(pmg: PMG, bench: Path, split: str, config: GenerationConfig, 
         it = tqdm(ids, desc=f"eval {bench.name}/{split}", unit="user")
     for uid in it:
         user = load_user(bench / "users" / f"{uid}.json")
+        if strip_attributes:
+            user = user.model_copy(update={"history": [h.model_copy(update={"attributes": {}}) for h in user.history]})
         kw = pmg.keywords(user)
         history = [Image.open(h.image).convert("RGB") for h in user.recent().history]
         target = Image.open(bench / truth[uid]["target_image"]).convert("RGB")
