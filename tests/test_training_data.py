@@ -82,3 +82,34 @@ def test_scorer_training_refuses_the_held_out_split(tmp_path):
 
     with pytest.raises(SystemExit, match="heldout"):
         train(ScorerConfig(run=str(tmp_path / "run"), splits="train,heldout"))
+
+
+def test_benchmark_train_users_become_composition_and_history_rows(tmp_path):
+    """``train_generator --bench-examples``: the LLM's real keywords for a train user, paired with its
+    ground-truth emoji at a composing ratio or with one of its history emoji at 4:0; users whose emoji
+    are not in the training data are skipped."""
+    import random
+
+    from training.pmg_mini.bench_examples import emoji_key
+    from training.pmg_mini.compose import EmojiIndex
+    from training.pmg_mini.train_generator import bench_row, load_bench_examples
+
+    metas = [{"hexcode": h, "label": lab, "tags": [], "group": "g", "subgroup": "s", "style": "noto", "split": "train"}
+             for h, lab in (("1F63A", "grinning cat"), ("1F431", "cat face"), ("1F408", "cat"))]
+    index = EmojiIndex(metas)
+    assert emoji_key("../images/1F63A_noto.png") == ("1F63A", "noto")
+    path = tmp_path / "bench.jsonl"
+    path.write_text(json.dumps({"user_id": "u1", "target": ["happy", "smile"], "preference": ["cat", "noto style"],
+                                "truth": ["1F63A", "noto"], "history": [["1F431", "noto"], ["1F408", "noto"]]}) + "\n"
+                    + json.dumps({"user_id": "u2", "target": ["sad"], "preference": ["dog"], "truth": ["1F436", "noto"],
+                                  "history": [["1F431", "noto"]]}) + "\n")
+    rows = load_bench_examples(str(path), index)
+    assert [r["user_id"] for r in rows] == ["u1"] and rows[0]["truth_row"] == 0 and rows[0]["history_rows"] == [1, 2]
+    rng = random.Random(0)
+    made = [bench_row(rows[0], rng) for _ in range(200)]
+    compose = [m for m in made if m[3] == 0]
+    history = [m for m in made if m[3] in (1, 2)]
+    assert len(compose) + len(history) == 200 and 0.6 < len(compose) / 200 < 0.8
+    assert all(m[0] == "happy, smile" and m[1] == "cat, noto style" for m in made)
+    assert all(0.35 <= m[2][0] / (m[2][0] + m[2][1]) <= 0.65 for m in compose)  # (w_p, w_t) in the compose band
+    assert all(m[2] == (1.0, 0.0) for m in history)

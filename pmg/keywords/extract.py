@@ -134,13 +134,27 @@ class KeywordExtractor:
             return plan["llm"].generate(plan["requests"])
 
         workers = min(len(plans), getattr(self.llm, "n_parallel", 1))
+        bar = None
+        if progress and plans:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(plans), desc="keywords", unit="user")
+
+        def answer_and_count(plan):
+            out = answer(plan)
+            if bar is not None:
+                bar.update(1)
+            return out
+
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(workers) as pool:
-                answers = list(pool.map(answer, [p for _, _, p in plans]))
+                answers = list(pool.map(answer_and_count, [p for _, _, p in plans]))
         else:
-            answers = [answer(p) for _, _, p in plans]
+            answers = [answer_and_count(p) for _, _, p in plans]
+        if bar is not None:
+            bar.close()
         for (i, key, plan), ans in zip(plans, answers):
             res = self._finish(users[i], plan, ans, plan["llm"].calls)
             if self.cache:

@@ -69,6 +69,10 @@ class TrainConfig:
     ema_decay: float = 0.999
     p_uncond: float = 0.1
     p_plain: float = 0.25
+    # the keyword stage's real outputs for the emoticon benchmark's train users (``bench_examples``), this
+    # share of the batch: its truth at a composing ratio, a history item at 4:0
+    bench_examples: str = ""
+    p_bench: float = 0.1
     seed: int = 0
     threads: int = 1
     log_every: int = 25
@@ -109,7 +113,31 @@ def usage_weights(metas: list[dict]) -> dict[str, float]:
     return {m["hexcode"]: max(_usage_weight(m["emoji"]), _usage_weight(m["emoji"].replace("\ufe0f", ""))) for m in metas}
 
 
-def compose(metas: list[dict], index: EmojiIndex, rng: random.Random, cfg: TrainConfig):
+def load_bench_examples(path: str, index: EmojiIndex) -> list[dict]:
+    """``bench_examples`` rows whose emoji are all in the training data (dataset rows resolved)."""
+    if not path:
+        return []
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        r = json.loads(line)
+        keys = [tuple(r["truth"])] + [tuple(h) for h in r["history"]]
+        if r["target"] and all(k in index.by_key for k in keys):
+            rows.append({**r, "truth_row": index.by_key[keys[0]], "history_rows": [index.by_key[k] for k in keys[1:]]})
+    return rows
+
+
+def bench_row(ex: dict, rng: random.Random) -> tuple:
+    """One training row from a benchmark train user: 70% the truth at r in the compose band, else a
+    history item at 4:0 (the target masked)."""
+    from training.pmg_mini.compose import GRID_BANDS
+
+    if rng.random() < 0.7 or not ex["history_rows"]:
+        lo, hi = GRID_BANDS["compose"]
+        return (", ".join(ex["target"]), ", ".join(ex["preference"]), r_to_weights(rng.uniform(lo, hi)), ex["truth_row"])
+    return (", ".join(ex["target"]), ", ".join(ex["preference"]), r_to_weights(1.0), rng.choice(ex["history_rows"]))
+
+
+def compose(metas: list[dict], index: EmojiIndex, rng: random.Random, cfg: TrainConfig, bench: list[dict] | None = None):
     """A batch of (target text, preference text, (w_p, w_t), dataset row) in PMG's inference format.
 
     Each row: a v2 example (``compose.sample_example``), a v1-style single caption in the target
@@ -124,6 +152,8 @@ def compose(metas: list[dict], index: EmojiIndex, rng: random.Random, cfg: Train
             i = rng.randrange(len(metas))
             what, style = caption_parts(metas[i], rng)
             rows.append((", ".join(what + style), "", (0.0, 1.0), i))
+        elif bench and u < cfg.p_uncond + cfg.p_plain + cfg.p_bench:
+            rows.append(bench_row(rng.choice(bench), rng))
         else:
             ex = sample_example(index, rng)
             rows.append((", ".join(ex.target), ", ".join(ex.preference), r_to_weights(ex.r), index.by_key[(ex.hexcode, ex.style)]))
@@ -276,10 +306,13 @@ def train(cfg: TrainConfig) -> None:
         from training.pmg_mini.fashion import GarmentRenderer, GarmentSource
 
         source, renderer = GarmentSource(), GarmentRenderer(*load_fashion_mnist(cfg.data, "train"), size=cfg.image_size)
-        x, metas, index = torch.zeros(0), [], None
+        x, metas, index, bench = torch.zeros(0), [], None, []
     else:
         x, metas = load_data(cfg.data, cfg.image_size)
         index = EmojiIndex(metas, usage_weights(metas))
+        bench = load_bench_examples(cfg.bench_examples, index)
+        if cfg.bench_examples:
+            print(f"{len(bench)} benchmark train users as examples (p={cfg.p_bench})")
     codec = PixelShuffleCodec(factor=cfg.factor, image_size=cfg.image_size)
     tokenizer, encoder = load_minilm()
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
@@ -314,7 +347,7 @@ def train(cfg: TrainConfig) -> None:
         if cfg.dataset == "fashion":
             rows, images = compose_fashion(source, renderer, rng, cfg)
         else:
-            rows = compose(metas, index, rng, cfg)
+            rows = compose(metas, index, rng, cfg, bench)
             images = x[torch.tensor([r[3] for r in rows])]
         cond, mask = encode_batch(tokenizer, encoder, rows)
         latents = codec.encode(images)
