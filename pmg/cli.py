@@ -391,9 +391,7 @@ def cmd_train_soft(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from pmg.api import PMG, GenerationConfig
     from pmg.evaluation.benchmarks.emoticons import build_emoticon_benchmark
-    from pmg.evaluation.run import write_tables, evaluate_split
 
     _check_common(args)
     _resolve_auto(args, {"clothing": "clothing", "movies": "movie"}.get(args.benchmark, "emoticon"))
@@ -428,6 +426,14 @@ def cmd_eval(args) -> int:
         return _eval_table4(args, bench, cache)
     if args.table == 3 and not args.adapters:
         raise PMGError("--table 3 needs --adapters (the adapter folders to compare)")
+    return _eval_images(args, bench, out, cache)
+
+
+def _eval_images(args, bench: Path, out: Path, cache: Path) -> int:
+    """Tables 2 and 3 (and the ideal-image check) on a benchmark with images."""
+    from pmg.api import PMG, GenerationConfig
+    from pmg.evaluation.run import TABLE2_VARIANTS, evaluate_split, write_tables
+
     scenario = "clothing" if args.benchmark == "clothing" else "emoticon"
     soft = _soft_adapter(args.soft, args.generator, scenario)
     pmg = PMG.from_names(args.llm, args.generator, args.scorer, "tagger" if args.style_from_images else "none",
@@ -449,8 +455,6 @@ def cmd_eval(args) -> int:
         from pmg.evaluation.run import EmojiReferences
 
         references = EmojiReferences(args.art)  # the ideal-image rank among all real emoji of each style
-    from pmg.evaluation.run import TABLE2_VARIANTS
-
     records = evaluate_split(pmg, bench, args.split, cfg, limit=args.limit, references=references,
                              strip_attributes=args.style_from_images,
                              variants=TABLE2_VARIANTS[:1] if args.style_from_images else TABLE2_VARIANTS)

@@ -185,30 +185,8 @@ class PMGPipeline:
         user gets the images it would get alone (up to float summation order)."""
         steps = self.default_steps if num_inference_steps is None else num_inference_steps
         self.check_inputs(grids[0].uncond[:1], None, None, grids[0].weights, guidance_scale, steps)
-        t_max = max(g.cond.shape[1] for g in grids)
-
-        def pad(x, m):  # (K, T, D), (K, T) -> length t_max, padding masked out
-            extra = t_max - x.shape[1]
-            if extra == 0:
-                return x, m
-            return (torch.cat([x, x.new_zeros(x.shape[0], extra, x.shape[2])], 1),
-                    torch.cat([m, m.new_zeros(m.shape[0], extra)], 1))
-
-        conds, masks, unconds, umasks, cands, coefs, n = [], [], [], [], [], [], 0
-        for g in grids:
-            c, m = pad(g.cond, g.mask)
-            u, um = pad(g.uncond, torch.ones_like(g.uncond[:, :, 0]))
-            conds.append(c), masks.append(m), unconds.append(u), umasks.append(um)
-            cands.append(g.row_candidate + n), coefs.append(g.row_coef)
-            n += len(g.weights)
-        cond, mask = torch.cat(conds), torch.cat(masks)
-        row_k = torch.cat(cands).to(self.device)  # the candidate each conditional row belongs to
-        coef = torch.cat(coefs).to(self.device, self.dtype).view(-1, 1, 1, 1)
         do_cfg = guidance_scale != 1.0
-        context = torch.cat([torch.cat(unconds), cond]) if do_cfg else cond
-        mask = torch.cat([torch.cat(umasks), mask]) if do_cfg else mask
-        if bool(mask.all()):
-            mask = None  # nothing removed: the U-Net's plain (faster) attention
+        context, mask, row_k, coef = self._stack_grids(grids, do_cfg)
         # the same initial latents for every candidate of a user; a scheduler of this call's own
         # (diffusers schedulers keep a step counter: one shared between threads breaks both calls)
         scheduler = copy.deepcopy(self.scheduler)
@@ -239,6 +217,34 @@ class PMGPipeline:
             outs.append(PMGGenerationOutput(images=to_pil(part) if output_type == "pil" else part, weights=g.weights,
                                             latents=g.latents, context_tokens=g.cond.shape[1]))
         return outs
+
+    def _stack_grids(self, grids: list["GridRequest"], do_cfg: bool):
+        """All users' U-Net rows in one batch: [unconditional (one per candidate, with CFG) ; conditional],
+        contexts padded to the longest with masked tokens; each conditional row's candidate and coefficient."""
+        t_max = max(g.cond.shape[1] for g in grids)
+
+        def pad(x, m):  # (K, T, D), (K, T) -> length t_max, padding masked out
+            extra = t_max - x.shape[1]
+            if extra == 0:
+                return x, m
+            return (torch.cat([x, x.new_zeros(x.shape[0], extra, x.shape[2])], 1),
+                    torch.cat([m, m.new_zeros(m.shape[0], extra)], 1))
+
+        conds, masks, unconds, umasks, cands, coefs, n = [], [], [], [], [], [], 0
+        for g in grids:
+            c, m = pad(g.cond, g.mask)
+            u, um = pad(g.uncond, torch.ones_like(g.uncond[:, :, 0]))
+            conds.append(c), masks.append(m), unconds.append(u), umasks.append(um)
+            cands.append(g.row_candidate + n), coefs.append(g.row_coef)
+            n += len(g.weights)
+        cond, mask = torch.cat(conds), torch.cat(masks)
+        row_k = torch.cat(cands).to(self.device)  # the candidate each conditional row belongs to
+        coef = torch.cat(coefs).to(self.device, self.dtype).view(-1, 1, 1, 1)
+        context = torch.cat([torch.cat(unconds), cond]) if do_cfg else cond
+        mask = torch.cat([torch.cat(umasks), mask]) if do_cfg else mask
+        if bool(mask.all()):
+            mask = None  # nothing removed: the U-Net's plain (faster) attention
+        return context, mask, row_k, coef
 
 
 @dataclass
