@@ -113,3 +113,13 @@ def test_benchmark_train_users_become_composition_and_history_rows(tmp_path):
     assert all(m[0] == "happy, smile" and m[1] == "cat, noto style" for m in made)
     assert all(0.35 <= m[2][0] / (m[2][0] + m[2][1]) <= 0.65 for m in compose)  # (w_p, w_t) in the compose band
     assert all(m[2] == (1.0, 0.0) for m in history)
+
+
+def test_generator_learning_rate_warms_up_holds_and_decays():
+    from training.pmg_mini.train_generator import TrainConfig, learning_rate
+
+    flat = TrainConfig(lr=1e-3, warmup=100, steps=1000)
+    assert learning_rate(flat, 0) == 1e-5 and learning_rate(flat, 99) == 1e-3 and learning_rate(flat, 999) == 1e-3
+    decay = TrainConfig(lr=1e-3, warmup=100, steps=1000, decay_start=600)
+    assert learning_rate(decay, 599) == 1e-3 and learning_rate(decay, 600) == 1e-3
+    assert abs(learning_rate(decay, 800) - 0.5e-3) < 1e-12 and learning_rate(decay, 1000) < 1e-12

@@ -29,6 +29,7 @@ import copy
 import csv
 import dataclasses
 import json
+import math
 import os
 import random
 import time
@@ -65,6 +66,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 3e-4
     warmup: int = 200
+    decay_start: int = 0  # > 0: the learning rate follows a cosine from this step down to 0 at ``steps``
     weight_decay: float = 0.01
     ema_decay: float = 0.999
     p_uncond: float = 0.1
@@ -284,6 +286,15 @@ def export(ema, run: Path, step: int) -> None:
     os.replace(tmp, out)
 
 
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up, then constant; with ``decay_start``, a cosine to 0 between it and ``steps``."""
+    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+    if 0 < cfg.decay_start <= step:
+        frac = min(1.0, (step - cfg.decay_start) / max(1, cfg.steps - cfg.decay_start))
+        lr *= 0.5 * (1 + math.cos(math.pi * frac))
+    return lr
+
+
 def read_threads(run: Path, default: int) -> int:
     try:
         return max(1, int((run / "threads").read_text().strip()))
@@ -351,7 +362,7 @@ def train(cfg: TrainConfig) -> None:
             images = x[torch.tensor([r[3] for r in rows])]
         cond, mask = encode_batch(tokenizer, encoder, rows)
         latents = codec.encode(images)
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+        lr = learning_rate(cfg, step)
         for g in opt.param_groups:
             g["lr"] = lr
         loss = denoising_loss(unet, scheduler, latents, cond, generator=gen, encoder_attention_mask=mask)

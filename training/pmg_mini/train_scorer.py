@@ -56,6 +56,7 @@ class ScorerConfig:
     gray_p: float = 0.0  # share of augmented views turned to greyscale
     splits: str = "train,scorer"  # comma list of the data splits to train on ("heldout" is refused)
     fresh_garments: str = ""  # a Fashion-MNIST folder: every step renders new garments from its 60,000 train shapes
+    attribute_loss: float = 0.0  # garments: weight of a cross-entropy over all types / colours / patterns by name
     seed: int = 0
     threads: int = 1
     log_every: int = 50
@@ -116,7 +117,7 @@ class FreshGarments:
         self.rng, self.image_size = random.Random(seed), image_size
         self.choices = (len(CLASSES), COLOUR_NAMES, PATTERNS)
 
-    def __call__(self, n: int) -> tuple[torch.Tensor, list[list[str]]]:
+    def __call__(self, n: int) -> tuple[torch.Tensor, list[list[str]], list]:
         from training.pmg_mini.fashion import Garment, garment_captions, is_heldout
 
         kinds, colours, patterns = self.choices
@@ -128,7 +129,22 @@ class FreshGarments:
         x = torch.from_numpy(self.renderer(garments, self.rng)).permute(0, 3, 1, 2).float() / 127.5 - 1
         if x.shape[-1] != self.image_size:
             x = F.interpolate(x, size=self.image_size, mode="bilinear", antialias=True, align_corners=False)
-        return x.clamp(-1, 1), [garment_captions(g) for g in garments]
+        return x.clamp(-1, 1), [garment_captions(g) for g in garments], garments
+
+
+def attribute_names() -> dict[str, list[str]]:
+    """The words the held-out check asks about: every garment type, colour and pattern."""
+    from pmg.evaluation.benchmarks.garments import CLASSES, COLOURS, PATTERN_WORDS, PATTERNS
+
+    return {"type": list(CLASSES), "colour": sorted(COLOURS), "pattern": [PATTERN_WORDS[p][0] for p in PATTERNS]}
+
+
+def attribute_targets(garments) -> dict[str, torch.Tensor]:
+    from pmg.evaluation.benchmarks.garments import COLOURS, PATTERNS
+
+    colours, patterns = sorted(COLOURS), list(PATTERNS)
+    return {"type": torch.tensor([g.kind for g in garments]), "colour": torch.tensor([colours.index(g.colour) for g in garments]),
+            "pattern": torch.tensor([patterns.index(g.pattern) for g in garments])}
 
 
 @torch.no_grad()
@@ -254,9 +270,12 @@ def train(cfg: ScorerConfig) -> None:
     fresh = FreshGarments(cfg.fresh_garments, cfg.image_size, cfg.seed + step) if cfg.fresh_garments else None
     if fresh is not None and cached is not None:
         raise SystemExit("--fresh-garments renders new images every step: use --image-tower cnn")
+    if cfg.attribute_loss and fresh is None:
+        raise SystemExit("--attribute-loss needs --fresh-garments")
+    names = {k: sentence_features(tokenizer, encoder, v) for k, v in attribute_names().items()} if cfg.attribute_loss else {}
     while step < cfg.steps:
         if fresh is not None:  # new garments; caption j is true for image i if it is one of i's captions
-            xb, caps = fresh(cfg.batch_size)
+            xb, caps, garments = fresh(cfg.batch_size)
             pick = torch.randint(0, 1000, (cfg.batch_size,), generator=gen).tolist()
             chosen = [c[p % len(c)] for c, p in zip(caps, pick)]
             same = torch.tensor([[t in set(c) for t in chosen] for c in caps])
@@ -279,6 +298,11 @@ def train(cfg: ScorerConfig) -> None:
                 img = model.encode_backbone_features(*(f[view, idx].float() for f in cached))
         txt = model.encode_text_features(feats[tids])
         loss = clip_loss(img, txt, same, model.logit_scale)
+        if names:  # every type, colour and pattern by name against each image: the check's own question
+            scale = model.logit_scale.exp().clamp(max=100)
+            for key, want in attribute_targets(garments).items():
+                logits = scale * img @ model.encode_text_features(names[key]).T
+                loss = loss + cfg.attribute_loss / 3 * F.cross_entropy(logits, want)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
