@@ -93,3 +93,59 @@ def test_fashion_training_source_keeps_heldout_combinations_out():
         if ex.band == "compose":  # the composition: the target's type in the user's main colour
             assert g.colour in ex.preference and set(PATTERN_WORDS[g.pattern]) & set(ex.preference)
     assert set(bands) == {"target", "style", "compose", "favourite", "history"}
+
+
+class _OracleScorer:
+    """Reads a garment's attributes from the first pixel (type, colour, pattern indices, modulo their counts)."""
+
+    name = "oracle"
+
+    def __init__(self):
+        from pmg.evaluation.benchmarks.garments import CLASSES, COLOURS, PATTERN_WORDS, PATTERNS
+
+        self.words = list(CLASSES) + sorted(COLOURS) + [PATTERN_WORDS[p][0] for p in PATTERNS]
+
+    def embed_images(self, images):
+        import torch
+
+        v = torch.zeros(len(images), len(self.words))
+        for i, im in enumerate(images):
+            t, c, p = im.getpixel((0, 0))
+            v[i, t % 10] = v[i, 10 + c % 12] = v[i, 22 + p % 5] = 1.0
+        return v
+
+    def embed_texts(self, texts):
+        import torch
+
+        rows = [[1.0 if w == t or w in t.split(", ") else 0.01 for w in self.words] for t in texts]  # keyword lists: their words
+        return torch.tensor(rows)
+
+
+def test_garments_are_read_back_by_name():
+    from PIL import Image
+
+    from pmg.evaluation.benchmarks.garments import classify_garments
+
+    images = [Image.new("RGB", (8, 8), (6, 11, 1)), Image.new("RGB", (8, 8), (0, 0, 4))]
+    seen = classify_garments(_OracleScorer(), images)
+    assert seen["type"] == ["shirt", "t-shirt"] and seen["colour"] == [sorted(COLOURS)[11], sorted(COLOURS)[0]]
+    assert seen["pattern"] == [PATTERNS[1], PATTERNS[4]]
+
+
+def test_clothing_eval_reports_colour_pattern_and_type(mnist, tmp_path, tiny_pipe):
+    from helpers import ScriptedLLM
+
+    from pmg.api import PMG, GenerationConfig
+    from pmg.evaluation.run import evaluate_split, write_tables
+    from pmg.keywords.extract import KeywordExtractor
+
+    bench = tmp_path / "bm"
+    build_clothing_benchmark(bench, n_users=40, seed=0, mnist=mnist)
+    llm = ScriptedLLM(lambda t: "shirt; 2. top" if "item" in t.lower() and "liked" not in t.lower() else "red; 2. striped")
+    pmg = PMG(KeywordExtractor(llm), tiny_pipe, _OracleScorer())
+    records = evaluate_split(pmg, bench, "test", GenerationConfig(num_inference_steps=1), progress=False)
+    truth = json.loads((bench / "ground_truth.json").read_text())
+    assert records and all(r["garment_colour_ok"] == float(r["garment_seen"]["colour"] == truth[r["user_id"]]["colour"])
+                           for r in records)
+    table = write_tables(records, tmp_path / "res", bench)
+    assert "user's main colour" in table and "target's type" in table

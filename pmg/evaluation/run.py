@@ -147,6 +147,13 @@ def evaluate_split(pmg: PMG, bench: Path, split: str, config: GenerationConfig, 
                 keys, refs = references.by_style[truth[uid]["style"]]
                 rank, to_truth = ideal_rank(lp, res.best_image, refs, keys.index(truth[uid]["target_hexcode"]))
                 rec.update(ideal_rank=rank, ideal_top5=float(rank <= 5), ideal_lpips=to_truth, ideal_of=len(keys))
+            if "colour" in truth[uid] and "type" in truth[uid]:  # garments: what the scorer reads in the image
+                from pmg.evaluation.benchmarks.garments import classify_garments
+
+                seen = {k: v[0] for k, v in classify_garments(pmg.scorer, [res.best_image]).items()}
+                rec.update(garment_type_ok=float(seen["type"] == truth[uid]["type"]),
+                           garment_colour_ok=float(seen["colour"] == truth[uid]["colour"]),
+                           garment_pattern_ok=float(seen["pattern"] == truth[uid]["pattern"]), garment_seen=seen)
             if references is not None and v.name == "PMG" and len(res.candidates) > 1:
                 share = [c.w_p / (c.w_p + c.w_t) for c in res.candidates]
                 rec.update(distinct=distinct_candidates(lp, [c.image for c in res.candidates]),
@@ -205,7 +212,9 @@ def _samples_sheet(records: list[dict], bench: Path, path: Path, n_users: int = 
         for k, v in enumerate(variants):
             if v in rec:
                 sheet.paste(rec[v]["_image"].resize((cell, cell), Image.LANCZOS), (4 + (n_hist + 1 + k) * (cell + 4), y))
-        d.text((4, y + cell + 2), f"{uid}: {first['theme']}, {first['style']}, {first['mood']}", fill=(80, 80, 80), font=f)
+        about = (f"{first['theme']}, {first['style']}, {first['mood']}" if "theme" in first  # emoticons
+                 else f"{first['colour']} {first['pattern']}, target {first['type']}")  # garments
+        d.text((4, y + cell + 2), f"{uid}: {about}", fill=(80, 80, 80), font=f)
     sheet.save(path)
 
 
@@ -233,6 +242,7 @@ def write_tables(records: list[dict], out: Path, bench: Path, scorer_note: str =
     md.append(f"Means over {rows[0]['users']} users with 95% bootstrap intervals; LPIPS AlexNet, SSIM 11x11 Gaussian "
               f"window (sigma 1.5, data range 1); images compared at {METRIC_SIZE} px. {scorer_note}")
     md += _ideal_table(records, variants)
+    md += _garment_table(records, variants)
     table = "\n".join(md)
     (out / "table2.md").write_text(table + "\n")
     grid: dict[str, dict] = {}
@@ -260,6 +270,25 @@ def write_tables(records: list[dict], out: Path, bench: Path, scorer_note: str =
         for r in records:
             f.write(json.dumps({k: v for k, v in r.items() if k != "_image"}) + "\n")
     return table
+
+
+def _garment_table(records: list[dict], variants: list[str]) -> list[str]:
+    """Garments (clothing benchmark): does the chosen image have the user's colour and pattern, and the
+    target's type, as the scorer reads it?"""
+    if not any("garment_type_ok" in r for r in records):
+        return []
+    md = ["", "| variant | user's main colour | user's pattern | target's type |", "|---|---|---|---|"]
+    for v in variants:
+        rs = [r for r in records if r["variant"] == v and "garment_type_ok" in r]
+        if rs:
+            md.append(f"| {v} | " + " | ".join(
+                f"{format_ci(*[100 * x for x in bootstrap_ci([r[k] for r in rs])], digits=1)} %"
+                for k in ("garment_colour_ok", "garment_pattern_ok", "garment_type_ok")) + " |")
+    md.append("")
+    md.append("Share of users whose chosen image the scorer reads as the user's main colour (of 12), their pattern "
+              "(of 5) and the target item's garment type (of 10), with 95% bootstrap intervals; 'w/o both' is "
+              "generation without personalisation.")
+    return md
 
 
 def _ideal_table(records: list[dict], variants: list[str]) -> list[str]:

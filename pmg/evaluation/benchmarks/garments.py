@@ -16,7 +16,7 @@ import numpy as np
 
 from pmg.errors import InputError
 
-__all__ = ["CLASSES", "CLASS_WORDS", "COLOURS", "PATTERNS", "FASHION_MNIST", "load_fashion_mnist", "render_garment",
+__all__ = ["classify_garments", "CLASSES", "CLASS_WORDS", "COLOURS", "PATTERNS", "FASHION_MNIST", "load_fashion_mnist", "render_garment",
            "caption"]
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -120,3 +120,16 @@ def caption(kind: str, colour: str, pattern: str) -> str:
     """'a red striped t-shirt' ('plain' is left out: 'a red t-shirt')."""
     words = [colour] + ([] if pattern == "plain" else [pattern]) + [kind]
     return ("an " if words[0][0] in "aeiou" else "a ") + " ".join(words)
+
+
+def classify_garments(scorer, images) -> dict[str, list[str]]:
+    """The scorer's reading of each image: the nearest garment type, colour and pattern word (of 10, 12, 5)."""
+    import torch
+
+    with torch.no_grad():
+        img = scorer.embed_images(images)
+        out = {}
+        for name, words, values in (("type", list(CLASSES), list(CLASSES)), ("colour", sorted(COLOURS), sorted(COLOURS)),
+                                    ("pattern", [PATTERN_WORDS[p][0] for p in PATTERNS], list(PATTERNS))):
+            out[name] = [values[i] for i in (img @ scorer.embed_texts(words).T).argmax(1).tolist()]
+    return out
