@@ -219,15 +219,7 @@ def train_soft(model: SoftPreferenceModel, pipe, train: list[SoftExample], val: 
     model.train()
     t0 = time.time()
     while step < cfg.steps:
-        idx = torch.randint(0, len(train), (min(cfg.batch_size, len(train)),), generator=gen)
-        e_m = model([train[i].prompt for i in idx.tolist()]).to(pipe.dtype)  # (B, L, D)
-        cond = torch.cat([e_k_all[idx], e_m], dim=1)
-        lat = pipe.codec.encode(images[idx].to(pipe.device, pipe.dtype))
-        loss = denoising_loss(pipe.unet, pipe.scheduler, lat, cond, generator=gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        loss = _train_step(model, pipe, train, e_k_all, images, opt, params, gen, cfg.batch_size)
         step += 1
         log["loss"].append([step, loss.item()])
         if bar is not None:
@@ -248,8 +240,28 @@ def train_soft(model: SoftPreferenceModel, pipe, train: list[SoftExample], val: 
         bar.close()
     model.eval()
     log["seconds"] = log.get("seconds", 0) + time.time() - t0
+    _write_adapter(model, out_dir, log, cfg.keep_best)
+    return log
+
+
+def _train_step(model, pipe, train: list[SoftExample], e_k_all, images, opt, params, gen, batch_size: int) -> torch.Tensor:
+    """One step of the generator's denoising loss on a batch of users' last item images."""
+    idx = torch.randint(0, len(train), (min(batch_size, len(train)),), generator=gen)
+    e_m = model([train[i].prompt for i in idx.tolist()]).to(pipe.dtype)  # (B, L, D)
+    cond = torch.cat([e_k_all[idx], e_m], dim=1)
+    lat = pipe.codec.encode(images[idx].to(pipe.device, pipe.dtype))
+    loss = denoising_loss(pipe.unet, pipe.scheduler, lat, cond, generator=gen)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    return loss
+
+
+def _write_adapter(model, out_dir: Path, log: dict, keep_best: bool) -> None:
+    """The adapter folder: the best validation round's adapter (``keep_best``) or the last, and the log."""
     log["val_last"] = log["val"][-1][1] if log["val"] else None
-    if cfg.keep_best and log.get("best_step") is not None and (out_dir / "best").is_dir():
+    if keep_best and log.get("best_step") is not None and (out_dir / "best").is_dir():
         import shutil
 
         for f in (out_dir / "best").iterdir():  # the best adapter becomes the adapter folder's content
@@ -263,4 +275,3 @@ def train_soft(model: SoftPreferenceModel, pipe, train: list[SoftExample], val: 
         log["val_trained"] = log["val_last"]
         model.save_pretrained(out_dir)
     (out_dir / "training_log.json").write_text(json.dumps(log, indent=1))
-    return log
