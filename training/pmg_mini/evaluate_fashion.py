@@ -51,7 +51,10 @@ def composition(pipe, scorer, seed: int = 0, batch: int = 16) -> dict:
     acc = {"type": np.mean([pred["type"][i] == k for i, (k, _, _) in enumerate(combos)]),
            "colour": np.mean([pred["colour"][i] == colours.index(c) for i, (_, c, _) in enumerate(combos)]),
            "pattern": np.mean([pred["pattern"][i] == PATTERNS.index(p) for i, (_, _, p) in enumerate(combos)])}
-    return {"combinations": len(combos), **{k: float(v) for k, v in acc.items()}, "_images": images, "_combos": combos}
+    per_type = {CLASSES[k]: float(np.mean([pred["type"][i] == k for i, (kk, _, _) in enumerate(combos) if kk == k]))
+                for k in sorted({k for k, _, _ in combos})}  # which garment types the scorer misreads
+    return {"combinations": len(combos), **{k: float(v) for k, v in acc.items()}, "type_by_class": per_type,
+            "_images": images, "_combos": combos}
 
 
 def sample_grid(pipe, path: Path, seed: int = 0, cell: int = 80) -> None:
