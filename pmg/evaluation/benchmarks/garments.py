@@ -42,6 +42,9 @@ COLOURS = {
     "brown": (130, 80, 40), "black": (30, 30, 30), "white": (245, 245, 245), "grey": (140, 140, 140),
 }
 PATTERNS = ("plain", "striped", "dotted", "checked", "zigzag")
+# darkest shade of a garment's colour: at 0.55 the details that tell coats, pullovers and shirts apart
+# faded (a scorer read 9% of held-out coats and 12% of shirts right, plain ones no better); 0.3 keeps them
+SHADE_FLOOR = 0.3
 PATTERN_WORDS = {"plain": ["plain", "solid"], "striped": ["striped", "stripes"], "dotted": ["dotted", "polka dots"],
                  "checked": ["checked", "plaid"], "zigzag": ["zigzag", "chevron"]}
 
@@ -104,7 +107,8 @@ def render_garment(gray28: np.ndarray, colour: str, pattern: str, size: int = 64
     g = _upscale(gray28.astype(np.float32) / 255.0, size)
     mask = g > 0.08
     base = np.array(COLOURS[colour], dtype=np.float32)
-    shade = 0.55 + 0.45 * np.clip(g / max(float(g[mask].mean()) if mask.any() else 1.0, 1e-3), 0, 1.4) / 1.4
+    rel = np.clip(g / max(float(g[mask].mean()) if mask.any() else 1.0, 1e-3), 0, 1.4) / 1.4
+    shade = SHADE_FLOOR + (1 - SHADE_FLOOR) * rel  # the shape's own shading: zips, plackets, collars stay visible
     body = base[None, None, :] * shade[..., None]
     pat = _pattern_mask(pattern, size) & mask
     body[pat] = _contrast(base) * shade[pat][:, None]
