@@ -56,6 +56,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _generation_args(p: argparse.ArgumentParser) -> None:
+    from pmg.conditioning.weighting import WEIGHTINGS
+
     p.add_argument("--generator", default="auto", help="'auto' (pmg-mini-fashion for clothing when installed, else pmg-mini), 'pmg-mini', 'pmg-mini-fashion' or a diffusers folder (Stable Diffusion 1.x)")
     p.add_argument("--scheduler", default=None, help="diffusers scheduler class to use instead of the folder's (e.g. DDIMScheduler)")
     p.add_argument("--seed", type=int, default=0)
@@ -63,7 +65,7 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="0:4,1:3,2:2,3:1,4:0", help="grid of w_p:w_t ratios")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own, 12 for pmg-mini)")
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
-    p.add_argument("--weighting", choices=["embedding", "guidance"], default="embedding",
+    p.add_argument("--weighting", choices=WEIGHTINGS, default="embedding",
                    help="how w_p:w_t act: 'embedding' weighs the encoded conditions (the paper), "
                         "'guidance' mixes per-condition guidance directions")
     p.add_argument("--negative-prompt", default="")
@@ -106,6 +108,8 @@ def _model_spec(args, soft, threads: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pmg.conditioning.weighting import WEIGHTINGS
+
     ap = argparse.ArgumentParser(prog="pmg", description="Personalised multimodal generation (PMG, WWW'24), offline.")
     sub = ap.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="personalised image(s) for a user and a target")
@@ -162,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own)")
     e.add_argument("--guidance", type=float, default=4.0)
-    e.add_argument("--weighting", choices=["embedding", "guidance"], default="embedding")
+    e.add_argument("--weighting", choices=WEIGHTINGS, default="embedding")
     e.add_argument("--cache-dir", type=Path, default=None)
     e.add_argument("--threads", type=int, default=_default_threads())
     e.add_argument("--debug", action="store_true")

@@ -25,14 +25,12 @@ from PIL import Image, ImageDraw
 from pmg.evaluation.benchmarks.garments import CLASS_WORDS, CLASSES, COLOURS, PATTERN_WORDS, PATTERNS, caption
 
 
-@torch.no_grad()
 def classify(scorer, images: list[Image.Image]) -> dict[str, list[int]]:
-    """Index of the nearest type / colour / pattern word for each image."""
-    img = scorer.embed_images(images)
-    out = {}
-    for name, words in (("type", list(CLASSES)), ("colour", sorted(COLOURS)), ("pattern", [PATTERN_WORDS[p][0] for p in PATTERNS])):
-        out[name] = (img @ scorer.embed_texts(words).T).argmax(1).tolist()
-    return out
+    """Index of the nearest type / colour / pattern word for each image (``classify_garments``' reading)."""
+    from pmg.evaluation.benchmarks.garments import classify_garments
+
+    order = {"type": list(CLASSES), "colour": sorted(COLOURS), "pattern": list(PATTERNS)}
+    return {k: [order[k].index(v) for v in vs] for k, vs in classify_garments(scorer, images).items()}
 
 
 def composition(pipe, scorer, seed: int = 0, batch: int = 16) -> dict:
