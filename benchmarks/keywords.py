@@ -118,7 +118,7 @@ def main() -> None:
         same = sum(r.preference == b.preference and r.target == b.target for r, b in zip(res, res_b))
         print(f"\n{name} ({a.split}, {len(users)} users) — backend {ext.llm.name}")
         if name == "emoticons":
-            theme, mood = [], []
+            theme, mood, misses = [], [], []
             for uid, r in zip(ids, res):
                 t = truth[uid]
                 words = {w for k in r.preference for w in content_words(k)}
@@ -126,10 +126,14 @@ def main() -> None:
                 if not hit and r.preference:
                     hit = float((embed(r.preference) @ embed([t["theme"]]).T).max()) >= 0.6
                 theme.append(float(hit))
+                if not hit:
+                    misses.append(f"{uid} ({t['theme']}): {r.preference}")
                 mood.append(float(any(k in MOOD_WORDS[t["mood"]] or any(w in MOOD_WORDS[t["mood"]] for w in k.split())
                                       for k in r.target)))
             print(f"  theme recovered in the top 10       {bootstrap_ci(theme)[0]:.3f}")
             print(f"  target names the mood                {bootstrap_ci(mood)[0]:.3f}")
+            for m in misses[:8]:
+                print(f"    theme missed: {m}")
         else:
             from pmg.evaluation.benchmarks.movies import keyword_coverage
 

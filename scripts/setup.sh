@@ -21,4 +21,9 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] && command -
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
     || echo "dataset-fashion-mnist could not be installed: pmg eval --benchmark clothing will say so"
 fi
+# WordNet 3.0 (Debian's wordnet-base, 30 MB): the categories items share ("food" for pizza and fries)
+if [ ! -f /usr/share/wordnet/index.noun ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wordnet-base >/dev/null) \
+    || echo "wordnet-base could not be installed: keywords go without item categories"
+fi
 .venv/bin/python -c "import pmg, torch, diffusers, transformers, peft; print('pmg', pmg.__version__, '| torch', torch.__version__, '| diffusers', diffusers.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__)"

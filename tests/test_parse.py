@@ -65,3 +65,14 @@ def test_attribute_keywords_recurring_only():
 def test_spaced_and_joined_forms_are_one_keyword():
     out = rank_keywords([["catface", "dog"], ["cat face"]], evidence=["a cat face"])
     assert out == ["catface", "dog"]
+
+
+def test_field_names_are_not_keywords():
+    from pmg.keywords.parse import drop_field_labels
+
+    attrs = [{"genres": "Drama|Romance", "director": "Jon Favreau"}, {"genres": "Action", "style": "noir"}]
+    kept = drop_field_labels(["Genres", "genre", "drama", "director", "movie genres", "noir style", "romance"], attrs)
+    assert kept == ["drama", "movie genres", "noir style", "romance"]
+    # a field name that a value also uses stays ("style: pop style")
+    assert drop_field_labels(["style"], [{"style": "pop style"}]) == ["style"]
+    assert drop_field_labels(["cat"], []) == ["cat"]

@@ -12,9 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pmg.behaviours.schema import Scenario, UserBehaviours
 from pmg.behaviours.to_text import SUMMARY_INPUT_CHARS, ItemDescriber, clean_field
 from pmg.io.cache import JsonCache, cache_key
+from pmg.keywords.categories import category_keywords
 from pmg.keywords.ground import KeywordGrounder, content_words
 from pmg.keywords.moods import MOOD_WORDS, WORD_TO_MOOD, detect_mood, mood_of_keywords
-from pmg.keywords.parse import attribute_keywords, frequent_words, parse_answer, rank_keywords
+from pmg.keywords.parse import attribute_keywords, drop_field_labels, frequent_words, parse_answer, rank_keywords
 from pmg.keywords.templates import PromptSet, load_prompt_set
 from pmg.llm.base import LLM, ChatRequest
 from pmg.llm.grammar import phrase_list_schema
@@ -22,7 +23,7 @@ from pmg.llm.grammar import phrase_list_schema
 __all__ = ["KeywordResult", "KeywordExtractor", "ALGORITHM_VERSION", "build_extractor"]
 
 # bump when parsing or ranking changes, so cached keywords made the old way are not served
-ALGORITHM_VERSION = 7
+ALGORITHM_VERSION = 8
 
 
 def keyword_schema(min_items: int, max_items: int) -> dict:
@@ -206,7 +207,9 @@ class KeywordExtractor:
             target_lists.append(self._fallback_target(user))
             target_evidence += list(user.target.item.attributes.values())
         target = rank_keywords(target_lists, evidence=target_evidence, examples=prompts.examples, top_k=None)
-        target = self._ground_target(user, target, [e for e in target_evidence if e], prompts)[: self.n_target]
+        target = self._ground_target(user, target, [e for e in target_evidence if e], prompts)
+        fields = [it.attributes for it in recent.history] + ([user.target.item.attributes] if user.target.item else [])
+        target = drop_field_labels(target, fields)[: self.n_target]
         if not target:
             target = self._fallback_target(user)
             warnings.append(f"the LLM gave no usable target keywords ({raw['__target__']!r}); used the target's own words")
@@ -229,8 +232,9 @@ class KeywordExtractor:
                     prompts: PromptSet) -> list[str]:
         """Merge the per-attribute answers, keep what the behaviours support, rank, top k."""
         from_attributes = attribute_keywords([it.attributes for it in recent.history])
-        if self.grounder is not None:  # what most items' titles share is one more vote
-            shared = frequent_words([it.title for it in recent.history], exclude=prompts.words())  # titles: not "genres: ..." text
+        if self.grounder is not None:  # what most items' titles share (a word, a WordNet category) is one more vote
+            titles = [it.title for it in recent.history]  # titles: not "genres: ..." text
+            shared = {**frequent_words(titles, exclude=prompts.words()), **category_keywords(titles)}
             from_attributes = {**shared, **from_attributes}
         if from_attributes:
             per_attr["__item_attributes__"] = list(from_attributes)
@@ -246,7 +250,7 @@ class KeywordExtractor:
             grounded = set(self.grounder.keep(preference, support_in, min_support=need, exclude=prompts.words()))
             preference = [self.grounder.surface(k, evidence) for k in preference if k in grounded or k in from_attributes]
             preference = list(dict.fromkeys(preference))
-        return preference[: self.top_k]
+        return drop_field_labels(preference, [it.attributes for it in recent.history])[: self.top_k]
 
     def _request(self, prompts: PromptSet, text: str, prefix: str, schema: dict) -> ChatRequest:
         if not self.structured:

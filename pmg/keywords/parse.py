@@ -139,6 +139,19 @@ def trim_keyword(k: str) -> str:
     return " ".join(words)
 
 
+def drop_field_labels(keywords: list[str], attributes: list[dict[str, str]]) -> list[str]:
+    """Keywords that are not just the items' field names: the behaviours read "genres: Drama|Romance",
+    and a small LLM answers "genres" (grounded by words, about nothing). A keyword whose every word is a
+    field name ("genres", "director", "movie genres" when "movie" is a field too) is dropped, unless a
+    field's value also says it."""
+    labels = {w for attrs in attributes for k in attrs for w in normalize_keyword(k).split()}
+    values = {w for attrs in attributes for v in attrs.values() for w in normalize_keyword(v).split()}
+    labels -= values
+    if not labels:
+        return list(keywords)
+    return [k for k in keywords if not (set(normalize_keyword(k).split()) <= labels)]
+
+
 def frequent_words(texts: list[str], min_share: float = 0.5, exclude: set[str] = frozenset()) -> dict[str, float]:
     """Content words that most of the behaviours share ("cat" in 7 of 7 cat emoji), with that share:
     a vote for the keyword ranking, grounded by construction."""
