@@ -67,7 +67,11 @@ def test_eval_writes_every_table_row(art, tmp_path, tiny_pipe):
     table = write_tables(records, tmp_path / "res", bench)
     assert all(1 <= r["ideal_rank"] <= r["ideal_of"] == 15 for r in records)
     assert all(1 <= r["distinct"] <= 5 for r in records if r["variant"] == "PMG")
-    assert "ground truth in the 5 nearest" in table and "candidates distinct" in table
+    pmg_recs = [r for r in records if r["variant"] == "PMG"]
+    for r in pmg_recs:  # the chosen candidate is one of the grid's: the oracle rank is at most the chosen one's
+        assert len(r["ideal_rank_grid"]) == 5 and r["ideal_rank_grid"][r["best"]] == r["ideal_rank"]
+        assert r["ideal_top5_oracle"] == float(min(r["ideal_rank_grid"]) <= 5) >= r["ideal_top5"]
+    assert "ground truth in the 5 nearest" in table and "candidates distinct" in table and "Had the selection picked" in table
     n_test = len(json.loads((bench / "split.json").read_text())["test"])
     rows = list(csv.DictReader(open(tmp_path / "res" / "table2.csv")))
     # no adapter: the soft rows collapse into PMG (said in the table); keywords ablations remain

@@ -156,6 +156,9 @@ def evaluate_split(pmg: PMG, bench: Path, split: str, config: GenerationConfig, 
                            garment_pattern_ok=float(seen["pattern"] == truth[uid]["pattern"]), garment_seen=seen)
             if references is not None and v.name == "PMG" and len(res.candidates) > 1:
                 share = [c.w_p / (c.w_p + c.w_t) for c in res.candidates]
+                if references is not None and truth[uid].get("target_hexcode"):  # the best the selection could do
+                    ranks = [ideal_rank(lp, c.image, refs, keys.index(truth[uid]["target_hexcode"]))[0] for c in res.candidates]
+                    rec.update(ideal_rank_grid=ranks, ideal_top5_oracle=float(min(ranks) <= 5))
                 rec.update(distinct=distinct_candidates(lp, [c.image for c in res.candidates]),
                            d_p_trend=trend(share, [c.d_p for c in res.candidates]),
                            d_t_trend=trend(share, [c.d_t for c in res.candidates]))
@@ -305,8 +308,12 @@ def _ideal_table(records: list[dict], variants: list[str]) -> list[str]:
     pmg_rs = [r for r in records if r["variant"] == "PMG" and "distinct" in r]
     if pmg_rs:
         rises = np.mean([r["d_p_trend"] > 0 and r["d_t_trend"] < 0 for r in pmg_rs])
+        oracle = [r["ideal_top5_oracle"] for r in pmg_rs if "ideal_top5_oracle" in r]
+        best_of = (f" Had the selection picked the grid's candidate nearest the ground truth, the ground truth would "
+                   f"be in the 5 nearest for {format_ci(*[100 * x for x in bootstrap_ci(oracle)], digits=1)} % of users "
+                   f"(PMG)." if oracle else "")
         md += ["", f"Ideal image: rank of the ground-truth emoji among all real emoji of the user's style by LPIPS to "
-                   f"the chosen image (1 = nearest). Grid (PMG): {np.mean([r['distinct'] for r in pmg_rs]):.2f} of "
+                   f"the chosen image (1 = nearest).{best_of} Grid (PMG): {np.mean([r['distinct'] for r in pmg_rs]):.2f} of "
                    f"{len(pmg_rs[0]['grid'])} candidates distinct on average (LPIPS >= 0.02); d_p rises and d_t falls "
                    f"with w_p for {100 * rises:.0f}% of users."]
     return md
