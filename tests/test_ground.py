@@ -95,6 +95,10 @@ def test_grounding_by_words_and_support():
     assert g.keep(["cat", "catface", "dog", "pizza"], ev) == ["cat", "catface", "dog"]
     assert g.keep(["cat", "dog"], ev, min_support=2) == ["cat"]  # "dog" only in one behaviour
     assert g.surface("catface", ev) == "cat face"
+    # spelled as the behaviours write it, plurals kept ("united state" was the singular key)
+    assert g.surface("unitedstates", ["Country: United States."]) == "united states"
+    assert g.surface("united states", ["Country: United States."]) == "united states"
+    assert g.surface("cat's face", ev) == "cat face"
 
 
 def test_parse_json_answers_and_trim():

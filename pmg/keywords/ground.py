@@ -127,10 +127,11 @@ class KeywordGrounder:
         key = normalize_keyword(keyword).replace(" ", "")
         for text in evidence:
             words = normalize_keyword(text).split()
+            raw = re.findall(r"[a-z0-9']+", text.lower())  # the same tokens, as written ("united states")
             for n in (2, 3):
                 for i in range(len(words) - n + 1):
                     if "".join(words[i : i + n]) == key:
-                        return " ".join(words[i : i + n])
+                        return " ".join(raw[i : i + n] if len(raw) == len(words) else words[i : i + n])
         return keyword
 
     def keep(self, keywords: Sequence[str], evidence: Sequence[str], min_support: int = 1,

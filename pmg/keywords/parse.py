@@ -92,8 +92,8 @@ def _singular(word: str) -> str:
 
 
 def normalize_keyword(k: str) -> str:
-    """Case- and plural-insensitive key: 'Black Cats' and 'black cat' are one keyword."""
-    return " ".join(_singular(w) for w in re.findall(r"[a-z0-9']+", k.lower()))
+    """Case-, plural- and possessive-insensitive key: 'Black Cats', 'black cat' and "black cat's" are one keyword."""
+    return " ".join(_singular(re.sub(r"'s?$", "", w)) for w in re.findall(r"[a-z0-9']+", k.lower()))
 
 
 def attribute_keywords(attributes: list[dict[str, str]], min_share: float = 0.3) -> dict[str, float]:
