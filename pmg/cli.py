@@ -108,15 +108,26 @@ def _model_spec(args, soft, threads: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pmg.conditioning.weighting import WEIGHTINGS
-
     ap = argparse.ArgumentParser(prog="pmg", description="Personalised multimodal generation (PMG, WWW'24), offline.")
     sub = ap.add_subparsers(dest="command", required=True)
+    _add_generate(sub)
+    _add_batch(sub)
+    _add_train_soft(sub)
+    _add_eval(sub)
+    _add_serve(sub)
+    _add_keywords(sub)
+    return ap
+
+
+def _add_generate(sub) -> None:
     g = sub.add_parser("generate", help="personalised image(s) for a user and a target")
     _common(g)
     g.add_argument("--out", type=Path, required=True, help="output folder (PNG files, contact sheet, manifest.json)")
     _generation_args(g)
     g.add_argument("--no-progress", action="store_true")
+
+
+def _add_batch(sub) -> None:
     b = sub.add_parser("batch", help="generate for many users (a folder of JSON files or a JSONL file), resumably")
     b.add_argument("users", type=Path, help="a folder of behaviours JSON files, or a .jsonl file with one user a line")
     _model_args(b)
@@ -128,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--users-per-call", type=int, default=4, help="users generated together (batched keywords, one U-Net pass)")
     b.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local Ray for the run)")
     b.add_argument("--no-progress", action="store_true")
+
+
+def _add_train_soft(sub) -> None:
     t = sub.add_parser("train-soft", help="train soft preference embeddings (P-Tuning v2 + multimodal tokens + mapper)")
     _common(t)
     t.add_argument("--out", type=Path, required=True, help="adapter folder (checkpoint.pt inside is resumed)")
@@ -143,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--split", default=None, help="with a benchmark's users/ folder: only this split (from ../split.json)")
     t.add_argument("--limit", type=int, default=None, help="only the first N users")
+
+
+def _add_eval(sub) -> None:
+    from pmg.conditioning.weighting import WEIGHTINGS
+
     e = sub.add_parser("eval", help="run a benchmark split and write the paper's tables")
     e.add_argument("--benchmark", default="emoticons", choices=["emoticons", "movies", "clothing"])
     e.add_argument("--split", default="test", choices=["train", "val", "test"])
@@ -170,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cache-dir", type=Path, default=None)
     e.add_argument("--threads", type=int, default=_default_threads())
     e.add_argument("--debug", action="store_true")
+
+
+def _add_serve(sub) -> None:
     s = sub.add_parser("serve", help="serve the HTTP API and the web page (FastAPI + uvicorn)")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
     s.add_argument("--port", type=int, default=8000)
@@ -189,11 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=120.0, help="seconds per request before 504")
     s.add_argument("--api-key", default=os.environ.get("PMG_API_KEY"), help="required on every route but health (default: $PMG_API_KEY)")
     s.add_argument("--debug", action="store_true")
+
+
+def _add_keywords(sub) -> None:
     k = sub.add_parser("keywords", help="print the preference and target keywords")
     _common(k)
     k.add_argument("--verbose", action="store_true", help="also print the raw LLM answers and behaviour text")
     k.add_argument("--json", action="store_true", help="print JSON")
-    return ap
 
 
 def _log(msg: str) -> None:

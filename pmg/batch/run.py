@@ -90,6 +90,59 @@ def _finished(folder: Path, key: str) -> bool:
     return isinstance(manifest, dict) and (manifest.get("batch") or {}).get("key") == key
 
 
+@dataclasses.dataclass
+class _Tally:
+    """What a batch run has done so far, and its summary."""
+
+    workers: int
+    t_start: float
+    failed: list
+    stage: Counter = dataclasses.field(default_factory=Counter)
+    chosen: Counter = dataclasses.field(default_factory=Counter)
+    done: int = 0
+    gen_failed: int = 0
+    cached: int = 0
+    lists: int = 0
+    t_first: float | None = None
+    n_first: int = 0
+
+    def add(self, outcomes: list[dict], record_error: Callable) -> None:
+        now = time.perf_counter()
+        self.lists += 1
+        if self.lists <= self.workers:  # each worker's first chunk carries its start-up: the clock starts after
+            self.t_first, self.n_first = now, self.n_first + len(outcomes)
+        for o in outcomes:
+            if o["status"] == "done":
+                self.done += 1
+                self.cached += bool(o.get("keywords_cached"))
+                self.chosen[o["chosen"]] += 1
+                self.stage.update({k: v for k, v in o["timings"].items() if k in STAGES})
+            else:
+                self.gen_failed += 1
+                self.failed.append(o)
+                record_error(o)
+
+    @property
+    def processed(self) -> int:
+        return self.done + self.gen_failed
+
+    def summary(self, n_inputs: int, n_skipped: int, n_todo: int) -> dict:
+        t_end = time.perf_counter()
+        steady = None  # throughput once every worker is up (model loading and Ray start-up left out)
+        if self.t_first is not None and self.processed > self.n_first and t_end > self.t_first:
+            steady = 60 * (self.processed - self.n_first) / (t_end - self.t_first)
+        return {
+            "users": n_inputs, "generated": self.done, "skipped_already_done": n_skipped, "failed": len(self.failed),
+            "not_reached": n_todo - self.processed,  # an interrupted run: started again, it does these
+            "keywords_cached": self.cached,
+            "wall_s": round(t_end - self.t_start, 3),
+            "users_per_minute": round(60 * self.done / (t_end - self.t_start), 2) if self.done else 0.0,
+            "users_per_minute_after_first_chunk": None if steady is None else round(steady, 2),
+            "stage_seconds": {k: round(self.stage[k], 3) for k in STAGES if k in self.stage},
+            "chosen_weights": dict(sorted(self.chosen.items())),
+        }
+
+
 def run_batch(users: str | Path, out: str | Path, loader: Callable, config, batch: BatchConfig = BatchConfig(), *,
               progress: bool = True, models: dict | None = None) -> dict:
     """Generate for every user under ``users`` into ``out``; returns (and writes) the summary.
@@ -98,10 +151,10 @@ def run_batch(users: str | Path, out: str | Path, loader: Callable, config, batc
     from pmg.limits import check_writable_dir
 
     out = check_writable_dir(Path(out), "--out")
-    t_start = time.perf_counter()
+    tally = _Tally(batch.workers, time.perf_counter(), [])
     inputs = read_inputs(users)
     models = models if models is not None else models_id(loader)
-    todo, skipped, failed = _plan(inputs, config, models, out)
+    todo, skipped, tally.failed = _plan(inputs, config, models, out)
     (out / "users").mkdir(parents=True, exist_ok=True)
     for tmp in (out / "users").glob(".pmg-*"):  # a folder being written when a run was killed
         shutil.rmtree(tmp, ignore_errors=True)
@@ -111,7 +164,7 @@ def run_batch(users: str | Path, out: str | Path, loader: Callable, config, batc
         errors.write(json.dumps({k: o.get(k) for k in ("source", "user_id", "field", "message")}, ensure_ascii=False) + "\n")
         errors.flush()
 
-    for o in failed:
+    for o in tally.failed:
         record_error(o)
     chunks = [todo[i : i + batch.users_per_call] for i in range(0, len(todo), batch.users_per_call)]
     bar = None
@@ -121,9 +174,6 @@ def run_batch(users: str | Path, out: str | Path, loader: Callable, config, batc
         bar = tqdm(total=len(todo), unit="user", desc="users", file=sys.stderr, dynamic_ncols=True)
         if skipped:
             bar.write(f"{len(skipped)} users already done (skipped), {len(todo)} to do")
-    stage = Counter()
-    chosen = Counter()
-    n_done, n_gen_failed, cached, t_first, n_first, n_lists = 0, 0, 0, None, 0, 0
     if not chunks:
         results = iter(())
     elif batch.engine == "ray":
@@ -133,41 +183,16 @@ def run_batch(users: str | Path, out: str | Path, loader: Callable, config, batc
         results = run_local(chunks, loader, config, out, workers=batch.workers, threads=batch.threads_per_worker)
     try:
         for outcomes in results:
-            now = time.perf_counter()
-            n_lists += 1
-            if n_lists <= batch.workers:  # each worker's first chunk carries its start-up: the clock starts after
-                t_first, n_first = now, n_first + len(outcomes)
-            for o in outcomes:
-                if o["status"] == "done":
-                    n_done += 1
-                    cached += bool(o.get("keywords_cached"))
-                    chosen[o["chosen"]] += 1
-                    stage.update({k: v for k, v in o["timings"].items() if k in STAGES})
-                else:
-                    n_gen_failed += 1
-                    failed.append(o)
-                    record_error(o)
+            tally.add(outcomes, record_error)
             if bar is not None:
                 bar.update(len(outcomes))
-                bar.set_postfix(failed=len(failed), per_min=f"{60 * (n_done + n_gen_failed) / (now - t_start):.1f}")
+                bar.set_postfix(failed=len(tally.failed), per_min=f"{60 * tally.processed / (time.perf_counter() - tally.t_start):.1f}")
     finally:
         if bar is not None:
             bar.close()
         errors.close()
-        t_end = time.perf_counter()
-        processed = n_done + n_gen_failed
-        steady = None  # throughput once every worker is up (model loading and Ray start-up left out)
-        if t_first is not None and processed > n_first and t_end > t_first:
-            steady = 60 * (processed - n_first) / (t_end - t_first)
         summary = {
-            "users": len(inputs), "generated": n_done, "skipped_already_done": len(skipped), "failed": len(failed),
-            "not_reached": len(todo) - processed,  # an interrupted run: started again, it does these
-            "keywords_cached": cached,
-            "wall_s": round(t_end - t_start, 3),
-            "users_per_minute": round(60 * n_done / (t_end - t_start), 2) if n_done else 0.0,
-            "users_per_minute_after_first_chunk": None if steady is None else round(steady, 2),
-            "stage_seconds": {k: round(stage[k], 3) for k in STAGES if k in stage},
-            "chosen_weights": dict(sorted(chosen.items())),
+            **tally.summary(len(inputs), len(skipped), len(todo)),
             "engine": batch.engine, "workers": batch.workers, "threads_per_worker": batch.threads_per_worker,
             "users_per_call": batch.users_per_call,
             "config": {**dataclasses.asdict(config), "weights": [list(w) for w in config.weights]},

@@ -199,16 +199,10 @@ def train_soft(model: SoftPreferenceModel, pipe, train: list[SoftExample], val: 
     e_k_all = _encode_keywords(pipe, train, cfg.max_windows)  # frozen text encoder: once
     images = torch.stack([e.image for e in train])
     log = {"config": dataclasses.asdict(cfg), "soft_config": dataclasses.asdict(model.config), "loss": [], "val": []}
-    step = 0
     ckpt = out_dir / "checkpoint.pt"
     trainable_names = [n for n, p in model.named_parameters() if p.requires_grad]
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["trainable"], strict=False)
-        opt.load_state_dict(state["opt"])
-        gen.set_state(state["rng"])
-        step, log = state["step"], state["log"]
-    else:
+    step, log = _resume(ckpt, model, opt, gen, log)
+    if step == 0:
         log["val_init"] = validation_loss(model, pipe, val, cfg.max_windows)
         log["val_keywords_only"] = validation_loss(None, pipe, val, cfg.max_windows)
     bar = None
@@ -242,6 +236,18 @@ def train_soft(model: SoftPreferenceModel, pipe, train: list[SoftExample], val: 
     log["seconds"] = log.get("seconds", 0) + time.time() - t0
     _write_adapter(model, out_dir, log, cfg.keep_best)
     return log
+
+
+def _resume(ckpt: Path, model, opt, gen: torch.Generator, log: dict) -> tuple[int, dict]:
+    """(step, log) from ``ckpt`` with the model's trainable weights, the optimiser and the RNG restored;
+    (0, ``log``) without one."""
+    if not ckpt.exists():
+        return 0, log
+    state = torch.load(ckpt, weights_only=False)
+    model.load_state_dict(state["trainable"], strict=False)
+    opt.load_state_dict(state["opt"])
+    gen.set_state(state["rng"])
+    return state["step"], state["log"]
 
 
 def _train_step(model, pipe, train: list[SoftExample], e_k_all, images, opt, params, gen, batch_size: int) -> torch.Tensor:

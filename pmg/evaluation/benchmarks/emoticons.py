@@ -108,41 +108,16 @@ def build_emoticon_benchmark(art: str | Path, out: str | Path, n_users: int = 30
     truth, user_ids = {}, []
     themes = sorted(THEMES)
     for u in range(n_users):
-        style = STYLES[rng.randrange(len(STYLES))]
-        theme = themes[rng.randrange(len(themes))]
-        mood = sorted(MOODS)[rng.randrange(len(MOODS))]
-        targets = MOOD_TARGETS[mood]
-        target = targets.get(theme, targets["default"])
-        if (target, style) not in index:
-            target = targets["default"]
-        pool = [h for h in pools[theme][style] if h != target]
-        if len(pool) < min_items or (target, style) not in index:
+        made = _sample_user(rng, f"u{u:04d}", themes, pools, index, concepts, weights, min_items, max_items)
+        if made is None:
             continue
-        n = rng.randint(min_items, min(max_items, len(pool)))
-        history = []
-        for _ in range(n):
-            h = rng.choices(pool, weights=[weights[p] for p in pool])[0]
-            history.append(h)
-        uid = f"u{u:04d}"
-        items = []
-        for h in history:
-            m = concepts[h]
-            items.append({"title": m["label"], "text": ", ".join(m["tags"][:4]),
-                          "image": f"../images/{h}_{style}.png", "attributes": {"style": style}})
-            used.add((h, style))
-        used.add((target, style))
-        user = {"user_id": uid, "scenario": "emoticon", "history": items,
-                "conversations": [rng.choice(THEME_TALK[theme])], "target": {"message": rng.choice(MOODS[mood])}}
-        (out / "users" / f"{uid}.json").write_text(json.dumps(user, indent=1, ensure_ascii=False, sort_keys=True))
-        truth[uid] = {"style": style, "theme": theme, "mood": mood, "target_hexcode": target,
-                      "target_label": concepts[target]["label"], "target_image": f"images/{target}_{style}.png"}
-        user_ids.append(uid)
+        user, truth[user["user_id"]], keys = made
+        used |= keys
+        (out / "users" / f"{user['user_id']}.json").write_text(json.dumps(user, indent=1, ensure_ascii=False, sort_keys=True))
+        user_ids.append(user["user_id"])
     for h, s in sorted(used):
         Image.fromarray(np.asarray(images[index[(h, s)]])).save(out / "images" / f"{h}_{s}.png", optimize=False)
-    order = list(user_ids)
-    random.Random(seed + 1).shuffle(order)
-    n_va = n_te = round(0.1 * len(order))  # 8:1:1 by user; train takes the rounding remainder
-    split = {"val": sorted(order[:n_va]), "test": sorted(order[n_va : n_va + n_te]), "train": sorted(order[n_va + n_te :])}
+    split = _split_users(user_ids, seed)
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True))
     (out / "split.json").write_text(json.dumps(split, indent=1))
     info = {"benchmark": "emoticons", "seed": seed, "users": len(user_ids), "images": len(used),
@@ -151,3 +126,36 @@ def build_emoticon_benchmark(art: str | Path, out: str | Path, n_users: int = 30
             "per_style": {s: sum(1 for v in truth.values() if v["style"] == s) for s in STYLES}}
     (out / "info.json").write_text(json.dumps(info, indent=1))
     return info
+
+
+def _sample_user(rng: random.Random, uid: str, themes: list[str], pools: dict, index: dict, concepts: dict,
+                 weights: dict, min_items: int, max_items: int) -> tuple[dict, dict, set] | None:
+    """One user (style, theme, mood; a history from the theme's pool; a message of the mood), its ground
+    truth and the (hexcode, style) images it uses; None when the style lacks the emoji it needs."""
+    style = STYLES[rng.randrange(len(STYLES))]
+    theme = themes[rng.randrange(len(themes))]
+    mood = sorted(MOODS)[rng.randrange(len(MOODS))]
+    targets = MOOD_TARGETS[mood]
+    target = targets.get(theme, targets["default"])
+    if (target, style) not in index:
+        target = targets["default"]
+    pool = [h for h in pools[theme][style] if h != target]
+    if len(pool) < min_items or (target, style) not in index:
+        return None
+    n = rng.randint(min_items, min(max_items, len(pool)))
+    history = [rng.choices(pool, weights=[weights[p] for p in pool])[0] for _ in range(n)]
+    items = [{"title": concepts[h]["label"], "text": ", ".join(concepts[h]["tags"][:4]),
+              "image": f"../images/{h}_{style}.png", "attributes": {"style": style}} for h in history]
+    user = {"user_id": uid, "scenario": "emoticon", "history": items,
+            "conversations": [rng.choice(THEME_TALK[theme])], "target": {"message": rng.choice(MOODS[mood])}}
+    truth = {"style": style, "theme": theme, "mood": mood, "target_hexcode": target,
+             "target_label": concepts[target]["label"], "target_image": f"images/{target}_{style}.png"}
+    return user, truth, {(h, style) for h in history} | {(target, style)}
+
+
+def _split_users(user_ids: list[str], seed: int) -> dict[str, list[str]]:
+    """8:1:1 by user; train takes the rounding remainder."""
+    order = list(user_ids)
+    random.Random(seed + 1).shuffle(order)
+    n_va = n_te = round(0.1 * len(order))
+    return {"val": sorted(order[:n_va]), "test": sorted(order[n_va : n_va + n_te]), "train": sorted(order[n_va + n_te :])}
