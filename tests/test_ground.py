@@ -132,3 +132,24 @@ def test_schema_requests_for_constraining_backends():
     assert all(r.json_schema is not None and r.prefix == "" for r in reqs)
     assert reqs[-1].json_schema == keyword_schema(1, 5)
     assert "cat" in res.preference and res.target == ["happy", "smile"]
+
+
+def _toy_embed(texts):
+    """Unit bag-of-letters vectors: deterministic, enough for grounding by words to decide."""
+    import torch
+
+    out = torch.zeros(len(texts), 26)
+    for i, t in enumerate(texts):
+        for ch in t.lower():
+            if "a" <= ch <= "z":
+                out[i, ord(ch) - 97] += 1
+    return torch.nn.functional.normalize(out + 1e-6, dim=-1)
+
+
+def test_target_keywords_skip_filler_words_of_the_message():
+    user = parse_user({"user_id": "u", "scenario": "emoticon", "history": HISTORY,
+                       "target": {"message": "I'm feeling sad today"}})
+    llm = ScriptedLLM(lambda t: "sad; 2. feeling; 3. today's; 4. crying" if "just wrote" in t else "cat; 2. twemoji")
+    res = KeywordExtractor(llm, grounder=KeywordGrounder(_toy_embed))(user)
+    assert res.target[0] == "sad" and len(res.target) == 5
+    assert not {"feeling", "today's", "today"} & set(res.target), res.target

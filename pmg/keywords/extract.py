@@ -15,7 +15,8 @@ from pmg.io.cache import JsonCache, cache_key
 from pmg.keywords.categories import category_keywords
 from pmg.keywords.ground import KeywordGrounder, content_words
 from pmg.keywords.moods import MOOD_WORDS, WORD_TO_MOOD, detect_mood, mood_of_keywords
-from pmg.keywords.parse import attribute_keywords, drop_field_labels, frequent_words, parse_answer, rank_keywords
+from pmg.keywords.parse import (attribute_keywords, drop_field_labels, frequent_words, normalize_keyword, parse_answer,
+                                rank_keywords)
 from pmg.keywords.templates import PromptSet, load_prompt_set
 from pmg.llm.base import LLM, ChatRequest
 from pmg.llm.grammar import phrase_list_schema
@@ -51,7 +52,8 @@ class KeywordResult:
 
 
 # message words that never describe an emoticon on their own
-_FILLER = {"today", "day", "now", "really", "so", "very", "much", "just", "again", "ever", "get", "got", "thing"}
+_FILLER = {"today", "day", "now", "really", "so", "very", "much", "just", "again", "ever", "get", "got", "thing",
+           "feel", "feeling", "felt", "bit", "little", "kind", "lot"}
 
 
 class CachedLLM:
@@ -282,7 +284,7 @@ class KeywordExtractor:
         if mood is None:
             return kept
         moody = [k for k in kept if any(WORD_TO_MOOD.get(w) == mood for w in content_words(k)) or WORD_TO_MOOD.get(k) == mood]
-        rest = [k for k in kept if k not in moody and k.lower() not in _FILLER]
+        rest = [k for k in kept if k not in moody and normalize_keyword(k) not in _FILLER]  # "today's" too
         out = list(dict.fromkeys([mood] + moody + rest))
         fill = [w for w in MOOD_WORDS[mood] if w not in out]  # the mood's own words up to n_target
         return out + fill[: max(0, self.n_target - len(out))]
