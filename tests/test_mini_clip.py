@@ -124,3 +124,36 @@ def test_scorer_and_tagger_names_change_with_weights_and_vocabulary(tmp_path):
     assert "vocabulary@missing" in empty.name
     with pytest.raises(ValueError, match="non-empty vocabulary"):
         empty.caption([Image.new("RGB", (32, 32))])
+
+
+def test_tagger_names_the_closest_art_style_when_the_top_k_has_none():
+    """With five concept tags ahead of every style, the caption still ends with the closest style."""
+    from pmg.captioning.base import TaggerCaptioner
+
+    class Toy:  # images and texts in a 3-d space: red images are "twemoji", blue ones "noto"
+        name = "toy"
+
+        def embed_images(self, images):
+            return torch.tensor([[1.0, 0.0, 0.5] if im.getpixel((0, 0))[0] > 128 else [1.0, 0.5, 0.0] for im in images])
+
+        def embed_texts(self, texts):
+            vec = {"twemoji style": [0.0, 0.0, 1.0], "noto style": [0.0, 1.0, 0.0]}
+            return torch.tensor([vec.get(t, [1.0, 0.0, 0.0]) for t in texts])
+
+    vocab = ["cat", "dog", "pizza", "star", "heart", "sun", "noto style", "twemoji style"]
+    red, blue = Image.new("RGB", (8, 8), (255, 0, 0)), Image.new("RGB", (8, 8), (0, 0, 255))
+    caps = TaggerCaptioner(Toy(), vocab, top_k=3).caption([red, blue])
+    assert [c.split(", ")[-1] for c in caps] == ["twemoji style", "noto style"]
+    assert all(len(c.split(", ")) == 4 for c in caps)
+    plain = TaggerCaptioner(Toy(), vocab, top_k=3, style_suffix=None)
+    assert all(len(c.split(", ")) == 3 for c in plain.caption([red, blue])) and plain.name != TaggerCaptioner(Toy(), vocab).name
+    # a style already among the top k is not repeated
+    assert TaggerCaptioner(Toy(), ["cat", "twemoji style"], top_k=2).caption([red]) == ["cat, twemoji style"]
+
+
+def test_frequent_caption_phrases_are_a_vote():
+    from pmg.keywords.parse import frequent_phrases
+
+    caps = ["pizza, slice, noto style", "wine, glass, noto style", "fries, noto style", "beer, mug, twemoji style"]
+    assert frequent_phrases(caps) == {"noto style": 0.75}
+    assert frequent_phrases(caps[:1]) == {}

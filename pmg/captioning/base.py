@@ -40,10 +40,14 @@ class TransformersCaptioner:
 
 
 class TaggerCaptioner:
-    """Image -> the ``top_k`` vocabulary entries the scorer finds closest, joined by commas."""
+    """Image -> the ``top_k`` vocabulary entries the scorer finds closest, joined by commas, and the
+    closest art style (the closest entry ending in ``style_suffix``) when none of them is one: a
+    caption names what is drawn and how ("pizza, slice of pizza, ..., noto style"), so the style
+    reaches the keywords from the images alone."""
 
-    def __init__(self, scorer, vocabulary: list[str] | Callable[[], list[str]], top_k: int = 5):
-        self.scorer, self.top_k = scorer, top_k
+    def __init__(self, scorer, vocabulary: list[str] | Callable[[], list[str]], top_k: int = 5,
+                 style_suffix: str | None = " style"):
+        self.scorer, self.top_k, self.style_suffix = scorer, top_k, style_suffix
         self._vocab_source, self.vocabulary = vocabulary, None  # read on first use (name or caption)
         self._text, self._name = None, None
 
@@ -57,7 +61,8 @@ class TaggerCaptioner:
                 digest = hashlib.sha256("\n".join(self._vocabulary()).encode()).hexdigest()[:8]
             except (ModelLoadError, ValueError):  # refused by caption(), when an image needs it
                 digest = "missing"
-            self._name = f"tagger[{self.scorer.name}, vocabulary@{digest}]"
+            styled = f", +{self.style_suffix.strip()}" if self.style_suffix else ""
+            self._name = f"tagger[{self.scorer.name}, vocabulary@{digest}{styled}]"
         return self._name
 
     def _vocabulary(self) -> list[str]:
@@ -72,5 +77,11 @@ class TaggerCaptioner:
         if self._text is None:
             self._text = self.scorer.embed_texts(self._vocabulary())
         sims = self.scorer.embed_images(images) @ self._text.T
-        top = sims.topk(min(self.top_k, len(self.vocabulary)), dim=1).indices
-        return [", ".join(self.vocabulary[j] for j in row.tolist()) for row in top]
+        top = sims.topk(min(self.top_k, len(self.vocabulary)), dim=1).indices.tolist()
+        styles = {j for j, w in enumerate(self.vocabulary) if self.style_suffix and w.endswith(self.style_suffix)}
+        out = []
+        for row, sim in zip(top, sims):
+            if styles and not styles.intersection(row):
+                row = row + [max(styles, key=lambda j: float(sim[j]))]
+            out.append(", ".join(self.vocabulary[j] for j in row))
+        return out

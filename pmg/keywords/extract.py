@@ -15,8 +15,8 @@ from pmg.io.cache import JsonCache, cache_key
 from pmg.keywords.categories import category_keywords
 from pmg.keywords.ground import KeywordGrounder, content_words
 from pmg.keywords.moods import MOOD_WORDS, WORD_TO_MOOD, detect_mood, mood_of_keywords
-from pmg.keywords.parse import (attribute_keywords, drop_field_labels, frequent_words, normalize_keyword, parse_answer,
-                                rank_keywords)
+from pmg.keywords.parse import (attribute_keywords, drop_field_labels, frequent_phrases, frequent_words, normalize_keyword,
+                                parse_answer, rank_keywords)
 from pmg.keywords.templates import PromptSet, load_prompt_set
 from pmg.llm.base import LLM, ChatRequest
 from pmg.llm.grammar import phrase_list_schema
@@ -24,7 +24,7 @@ from pmg.llm.grammar import phrase_list_schema
 __all__ = ["KeywordResult", "KeywordExtractor", "ALGORITHM_VERSION", "build_extractor"]
 
 # bump when parsing or ranking changes, so cached keywords made the old way are not served
-ALGORITHM_VERSION = 9
+ALGORITHM_VERSION = 10
 
 
 def keyword_schema(min_items: int, max_items: int) -> dict:
@@ -236,7 +236,9 @@ class KeywordExtractor:
         from_attributes = attribute_keywords([it.attributes for it in recent.history])
         if self.grounder is not None:  # what most items' titles share (a word, a WordNet category) is one more vote
             titles = [it.title for it in recent.history]  # titles: not "genres: ..." text
-            shared = {**frequent_words(titles, exclude=prompts.words()), **category_keywords(titles)}
+            captions = [t.split(" | image: ", 1)[1].split(" | ")[0] for t in evidence[: len(recent.history)] if " | image: " in t]
+            shared = {**frequent_words(titles, exclude=prompts.words()), **category_keywords(titles),
+                      **frequent_phrases(captions)}  # what most item images show: an art style the captioner names
             from_attributes = {**shared, **from_attributes}
         if from_attributes:
             per_attr["__item_attributes__"] = list(from_attributes)
