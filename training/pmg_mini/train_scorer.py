@@ -46,7 +46,7 @@ class ScorerConfig:
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
-    image_tower: str = "alexnet"  # or "cnn"
+    image_tower: str = "alexnet"  # or "cnn" / "convnet" (from scratch; garments: "convnet")
     width: int = 48  # cnn tower
     head_width: int = 512  # alexnet tower
     dropout: float = 0.0  # on the pooled image features
