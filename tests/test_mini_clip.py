@@ -162,3 +162,16 @@ def test_frequent_caption_phrases_are_a_vote():
     caps = ["pizza, slice, noto style", "wine, glass, noto style", "fries, noto style", "beer, mug, twemoji style"]
     assert frequent_phrases(caps) == {"noto style": 0.75}
     assert frequent_phrases(caps[:1]) == {}
+
+
+def test_scorer_training_does_not_decay_the_temperature_or_biases():
+    from training.pmg_mini.train_scorer import param_groups
+
+    for tower in ("cnn", "convnet", "alexnet"):
+        m = MiniCLIP(MiniCLIPConfig(image_tower=tower, width=8, head_width=16, embed_dim=24))
+        decay, no_decay = param_groups(m, 0.05)
+        assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+        assert any(p is m.logit_scale for p in no_decay["params"])
+        assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
+        # every trained parameter once, the frozen AlexNet convolutions never
+        assert len(decay["params"]) + len(no_decay["params"]) == len(m.trainable_parameters())
