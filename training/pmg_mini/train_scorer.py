@@ -57,6 +57,7 @@ class ScorerConfig:
     splits: str = "train,scorer"  # comma list of the data splits to train on ("heldout" is refused)
     fresh_garments: str = ""  # a Fashion-MNIST folder: every step renders new garments from its 60,000 train shapes
     attribute_loss: float = 0.0  # garments: weight of a cross-entropy over all types / colours / patterns by name
+    logit_scale_init: float = 2.659  # log of the starting temperature (CLIP's: log(1/0.07)); garments: log(50)
     seed: int = 0
     threads: int = 1
     log_every: int = 50
@@ -253,6 +254,7 @@ def train(cfg: ScorerConfig) -> None:
 
     model = MiniCLIP(MiniCLIPConfig(image_size=cfg.image_size, image_tower=cfg.image_tower, width=cfg.width, head_width=cfg.head_width,
                                     tower_size=cfg.tower_size, dropout=cfg.dropout))
+    model.logit_scale.data.fill_(cfg.logit_scale_init)  # a resumed run loads its own below
     cached = None
     if cfg.image_tower == "alexnet":
         model.tower.load_imagenet_weights()
