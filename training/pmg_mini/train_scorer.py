@@ -134,9 +134,8 @@ class FreshGarments:
 
 
 def param_groups(model: MiniCLIP, weight_decay: float) -> list[dict]:
-    """open_clip's split: no weight decay on the temperature, biases and norm gains. Decaying the
-    temperature kept it near CLIP's start (scale 15), where the logits of near-synonyms ("shirt" and
-    "t-shirt": cosine 0.84 after the projection) cannot be told apart: garment types stalled at 65%."""
+    """open_clip's split: no weight decay on the temperature, biases and norm gains (decayed with the
+    weights, the temperature never left CLIP's start)."""
     trained = {id(p) for p in model.trainable_parameters()}
     decay, no_decay = [], []
     for name, p in model.named_parameters():
