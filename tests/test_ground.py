@@ -153,3 +153,28 @@ def test_target_keywords_skip_filler_words_of_the_message():
     res = KeywordExtractor(llm, grounder=KeywordGrounder(_toy_embed))(user)
     assert res.target[0] == "sad" and len(res.target) == 5
     assert not {"feeling", "today's", "today"} & set(res.target), res.target
+
+
+def test_style_reaches_the_keywords_from_image_captions_alone(tmp_path):
+    """No attributes: the art style is only in the images; a caption phrase most items share is a vote."""
+    from PIL import Image
+
+    from pmg.behaviours.to_text import image_caption
+
+    class StyleCaptioner:  # what the tagger says: tags, then the closest art style
+        name = "style-captioner"
+
+        def caption(self, images):
+            return [f"tag{i}, tasty, noto style" for i in range(len(images))]
+
+    history = []
+    for i, title in enumerate(["pizza", "wine glass", "french fries", "beer mug"]):
+        Image.new("RGB", (8, 8), (200, 50 * i, 0)).save(tmp_path / f"{i}.png")
+        history.append({"title": title, "image": str(tmp_path / f"{i}.png")})
+    user = parse_user({"user_id": "u", "scenario": "emoticon", "history": history, "target": {"message": "so happy"}})
+    llm = ScriptedLLM(lambda t: "happy" if "just wrote" in t else "cute; 2. cartoon")
+    res = KeywordExtractor(llm, captioner=StyleCaptioner(), grounder=KeywordGrounder(_toy_embed))(user)
+    assert "noto style" in res.preference and "tasty" in res.preference  # in 4 of 4 captions
+    assert not {"cute", "cartoon"} & set(res.preference)
+    assert [image_caption(t) for t in res.behaviour_text] == [f"tag{i}, tasty, noto style" for i in range(4)]
+    assert image_caption("pizza | tasty") is None

@@ -13,7 +13,7 @@ from pmg.io.cache import JsonCache, cache_key
 from pmg.keywords.templates import PromptSet
 from pmg.llm.base import LLM, ChatRequest
 
-__all__ = ["ItemDescriber", "clean_field", "SUMMARY_THRESHOLD"]
+__all__ = ["ItemDescriber", "clean_field", "image_caption", "SUMMARY_THRESHOLD"]
 
 SUMMARY_THRESHOLD = 300  # characters; longer item text is summarised first
 SUMMARY_INPUT_CHARS = 2_000  # what the small LLM is shown of a very long text
@@ -24,6 +24,15 @@ def clean_field(text: str) -> str:
     ``<behaviours>`` data block."""
     text = re.sub(r"</?\s*behaviours\s*>", " ", text, flags=re.IGNORECASE)
     return re.sub(r"\s+", " ", text.replace('"', "'")).strip()
+
+
+_SEP, _IMAGE = " | ", "image:"  # an item as text: "title | text | key: value | image: caption"
+
+
+def image_caption(described: str) -> str | None:
+    """The caption part of an ``ItemDescriber`` text, or None when the item had no captioned image."""
+    parts = described.split(_SEP)
+    return next((p[len(_IMAGE):].strip() for p in parts[1:] if p.startswith(_IMAGE)), None)
 
 
 class ItemDescriber:
@@ -77,8 +86,8 @@ class ItemDescriber:
             if it.attributes:
                 parts.append("; ".join(f"{clean_field(k)}: {clean_field(v)}" for k, v in it.attributes.items()))
             if i in captions:
-                parts.append(f"image: {clean_field(captions[i])}")
-            out[i] = " | ".join(parts)
+                parts.append(f"{_IMAGE} {clean_field(captions[i])}")
+            out[i] = _SEP.join(parts)
             if self.cache:
                 self.cache.put("items", keys[i], out[i])
         return out  # type: ignore[return-value]

@@ -87,6 +87,20 @@ def ideal_rank(lp: LPIPS, image: Image.Image, refs: torch.Tensor, truth: int, ba
     return int((d < d[truth]).sum().item()) + 1, float(d[truth])
 
 
+def _ideal(lp: LPIPS, res, keys: list[str], refs: torch.Tensor, hexcode: str, every_candidate: bool) -> dict:
+    """The ideal-image record of a result: the chosen image's rank and LPIPS to the ground truth; with
+    ``every_candidate``, every grid candidate's rank too and whether the best of them is in the 5 nearest
+    (what a perfect selection would reach)."""
+    truth = keys.index(hexcode)
+    images = [c.image for c in res.candidates] if every_candidate else [res.best_image]
+    ranked = [ideal_rank(lp, im, refs, truth) for im in images]
+    rank, to_truth = ranked[res.best] if every_candidate else ranked[0]
+    out = {"ideal_rank": rank, "ideal_top5": float(rank <= 5), "ideal_lpips": to_truth, "ideal_of": len(keys)}
+    if every_candidate:
+        out.update(ideal_rank_grid=[r for r, _ in ranked], ideal_top5_oracle=float(min(r for r, _ in ranked) <= 5))
+    return out
+
+
 @torch.no_grad()
 def distinct_candidates(lp: LPIPS, images: list[Image.Image], threshold: float = 0.02) -> int:
     """How many candidates differ (LPIPS >= threshold) from every candidate before them."""
@@ -144,9 +158,8 @@ def evaluate_split(pmg: PMG, bench: Path, split: str, config: GenerationConfig, 
                    "grid": [{"w_p": c.w_p, "w_t": c.w_t, "d_p": c.d_p, "d_t": c.d_t, "z": c.z} for c in res.candidates],
                    "soft": v.use_soft and pmg.soft_for(scenario) is not None}
             if references is not None and truth[uid].get("target_hexcode"):
-                keys, refs = references.by_style[truth[uid]["style"]]
-                rank, to_truth = ideal_rank(lp, res.best_image, refs, keys.index(truth[uid]["target_hexcode"]))
-                rec.update(ideal_rank=rank, ideal_top5=float(rank <= 5), ideal_lpips=to_truth, ideal_of=len(keys))
+                rec.update(_ideal(lp, res, *references.by_style[truth[uid]["style"]], truth[uid]["target_hexcode"],
+                                  every_candidate=v.name == "PMG" and len(res.candidates) > 1))
             if "colour" in truth[uid] and "type" in truth[uid]:  # garments: what the scorer reads in the image
                 from pmg.evaluation.benchmarks.garments import classify_garments
 
@@ -156,9 +169,6 @@ def evaluate_split(pmg: PMG, bench: Path, split: str, config: GenerationConfig, 
                            garment_pattern_ok=float(seen["pattern"] == truth[uid]["pattern"]), garment_seen=seen)
             if references is not None and v.name == "PMG" and len(res.candidates) > 1:
                 share = [c.w_p / (c.w_p + c.w_t) for c in res.candidates]
-                if references is not None and truth[uid].get("target_hexcode"):  # the best the selection could do
-                    ranks = [ideal_rank(lp, c.image, refs, keys.index(truth[uid]["target_hexcode"]))[0] for c in res.candidates]
-                    rec.update(ideal_rank_grid=ranks, ideal_top5_oracle=float(min(ranks) <= 5))
                 rec.update(distinct=distinct_candidates(lp, [c.image for c in res.candidates]),
                            d_p_trend=trend(share, [c.d_p for c in res.candidates]),
                            d_t_trend=trend(share, [c.d_t for c in res.candidates]))

@@ -3,8 +3,8 @@
 A user whose items share no word (pizza, wine glass, french fries) still shares a category, and a
 135M LLM rarely names it (it answers "cute, cartoon"). Each noun of an item's title is looked up in
 WordNet 3.0 (Debian's ``wordnet-base``, read directly from its ``index.noun``/``data.noun``: nltk's
-reader refuses files outside its own data folders) and its most frequent sense's lexicographer file
-gives a coarse category (``noun.food``, ``noun.animal``, ...). A category most items fall into is a
+reader refuses files outside its own data folders) and the lexicographer files of its three most
+frequent senses give coarse categories (``noun.food``, ``noun.animal``, ...). A category most items fall into is a
 preference keyword grounded in the behaviours by construction, like ``frequent_words``.
 
 Without WordNet installed every function returns nothing (the keyword stage works as before).
@@ -43,14 +43,11 @@ class WordNetNouns:
                 parts = line.split()
                 n_ptr = int(parts[3])
                 self._index[parts[0]] = [int(o) for o in parts[6 + n_ptr :][:SENSES]]  # most frequent first
-        self._data = open(self.root / "data.noun", "rb")
+        self._fd = os.open(self.root / "data.noun", os.O_RDONLY)  # positional reads: safe from any thread
 
     def lexfiles(self, noun: str) -> set[int]:
-        out = set()
-        for offset in self._index.get(noun, ()):
-            self._data.seek(offset)
-            out.add(int(self._data.readline().split()[1]))
-        return out
+        # a data line starts "offset lex_filenum ss_type ..."
+        return {int(os.pread(self._fd, 32, offset).split()[1]) for offset in self._index.get(noun, ())}
 
     def nouns(self, title: str) -> list[str]:
         """The nouns of a title, compounds first ("french fries" -> french_fries, not "french", "fries")."""

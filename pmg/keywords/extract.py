@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from pmg.behaviours.schema import Scenario, UserBehaviours
-from pmg.behaviours.to_text import SUMMARY_INPUT_CHARS, ItemDescriber, clean_field
+from pmg.behaviours.to_text import SUMMARY_INPUT_CHARS, ItemDescriber, clean_field, image_caption
 from pmg.io.cache import JsonCache, cache_key
 from pmg.keywords.categories import category_keywords
 from pmg.keywords.ground import KeywordGrounder, content_words
@@ -236,7 +236,7 @@ class KeywordExtractor:
         from_attributes = attribute_keywords([it.attributes for it in recent.history])
         if self.grounder is not None:  # what most items' titles share (a word, a WordNet category) is one more vote
             titles = [it.title for it in recent.history]  # titles: not "genres: ..." text
-            captions = [t.split(" | image: ", 1)[1].split(" | ")[0] for t in evidence[: len(recent.history)] if " | image: " in t]
+            captions = [c for c in map(image_caption, evidence[: len(recent.history)]) if c]
             shared = {**frequent_words(titles, exclude=prompts.words()), **category_keywords(titles),
                       **frequent_phrases(captions)}  # what most item images show: an art style the captioner names
             from_attributes = {**shared, **from_attributes}
