@@ -196,6 +196,15 @@ def test_ideal_rank_and_grid_spread_measure_what_they_say(art):
     assert rank == 1 and dist < 0.01
     rank_other, _ = ideal_rank(lp, as_image[0], x, truth=2)
     assert rank_other > 1
+    # cached reference features give what pairwise LPIPS gives, for every candidate at once
+    from pmg.evaluation.metrics import lpips, to_tensor
+    from pmg.evaluation.run import ideal_ranks
+
+    g = to_tensor([as_image[0]], 64)
+    pairwise = lpips(lp, g.expand(len(x), -1, -1, -1), x)
+    ranked = ideal_ranks(lp, [as_image[0], as_image[1]], refs.features(lp, "twemoji"), truth=2)
+    assert ranked[0] == (rank_other, pytest.approx(pairwise[2].item(), abs=1e-5))
+    assert ranked[0][0] == int((pairwise < pairwise[2]).sum()) + 1 and ranked[1][0] != ranked[0][0]
     assert distinct_candidates(lp, [as_image[0], as_image[0], as_image[1]]) == 2
     assert trend([0, 0.25, 0.5, 0.75, 1], [0.1, 0.2, 0.3, 0.4, 0.5]) > 0.99
     assert trend([0, 0.25, 0.5, 0.75, 1], [0.5, 0.4, 0.3, 0.2, 0.1]) < -0.99

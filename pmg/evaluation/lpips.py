@@ -89,13 +89,22 @@ class LPIPS(nn.Module):
         return outs
 
     @torch.no_grad()
+    def unit_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) in [-1, 1] -> each tap's features, unit length along channels: compute a
+        reference set's once and compare many images with it (``distance``)."""
+        return [f / (f.pow(2).sum(1, keepdim=True).sqrt() + 1e-10) for f in self.features(x)]
+
+    @torch.no_grad()
+    def distance(self, fx: list[torch.Tensor], fy: list[torch.Tensor]) -> torch.Tensor:
+        """LPIPS between ``unit_features`` of two batches of one shape, or of one image (batch 1) and a batch."""
+        total = 0
+        for lin, nx, ny in zip(self.lins, fx, fy):
+            total = total + lin((nx - ny) ** 2).mean(dim=(2, 3))
+        return total.view(-1)
+
+    @torch.no_grad()
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) pairs in [-1, 1] -> (B,) distances (0 for identical images)."""
         if x.shape != y.shape or x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"LPIPS needs two (B, 3, H, W) batches of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
-        total = 0
-        for lin, fx, fy in zip(self.lins, self.features(x), self.features(y)):
-            nx = fx / (fx.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            ny = fy / (fy.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
-            total = total + lin((nx - ny) ** 2).mean(dim=(2, 3))
-        return total.view(-1)
+        return self.distance(self.unit_features(x), self.unit_features(y))

@@ -62,12 +62,14 @@ def _image_metrics(lp: LPIPS, image: Image.Image, history: list[Image.Image], ta
 
 class EmojiReferences:
     """Every real emoji of each art style (the pmg-mini art folder), at ``METRIC_SIZE`` px, for the
-    ideal-image rank: where the ground truth falls among all emoji of the user's style by LPIPS."""
+    ideal-image rank: where the ground truth falls among all emoji of the user's style by LPIPS.
+    Their LPIPS features are computed once per style (``features``) and shared by every image ranked."""
 
     def __init__(self, art: Path):
         meta = [json.loads(line) for line in open(art / "meta.jsonl", encoding="utf-8")]
         images = np.load(art / "images.npy", mmap_mode="r")
         self.by_style: dict[str, tuple[list[str], torch.Tensor]] = {}
+        self._features: dict[tuple[int, str], list[torch.Tensor]] = {}
         for style in sorted({m["style"] for m in meta}):
             rows = [(m["hexcode"], i) for i, m in enumerate(meta) if m["style"] == style]
             seen = dict(rows)  # one image per hexcode
@@ -77,23 +79,43 @@ class EmojiReferences:
                 x = torch.nn.functional.interpolate(x, size=METRIC_SIZE, mode="bilinear", antialias=True, align_corners=False)
             self.by_style[style] = (keys, x)
 
+    def features(self, lp: LPIPS, style: str) -> list[torch.Tensor]:
+        key = (id(lp), style)
+        if key not in self._features:
+            self._features[key] = reference_features(lp, self.by_style[style][1])
+        return self._features[key]
+
 
 @torch.no_grad()
-def ideal_rank(lp: LPIPS, image: Image.Image, refs: torch.Tensor, truth: int, batch: int = 256) -> tuple[int, float]:
-    """(rank of ``refs[truth]`` among all ``refs`` by LPIPS to ``image`` (1 = nearest), LPIPS to it)."""
-    g = to_tensor([image], METRIC_SIZE)
-    d = torch.cat([lpips_fn(lp, g.expand(len(refs[i : i + batch]), -1, -1, -1), refs[i : i + batch])
-                   for i in range(0, len(refs), batch)])
-    return int((d < d[truth]).sum().item()) + 1, float(d[truth])
+def reference_features(lp: LPIPS, refs: torch.Tensor, batch: int = 256) -> list[torch.Tensor]:
+    """LPIPS unit features of (N, 3, S, S) images in [0, 1], computed in batches."""
+    parts = [lp.unit_features(refs[i : i + batch] * 2 - 1) for i in range(0, len(refs), batch)]
+    return [torch.cat(tap) for tap in zip(*parts)]
 
 
-def _ideal(lp: LPIPS, res, keys: list[str], refs: torch.Tensor, hexcode: str, every_candidate: bool) -> dict:
+@torch.no_grad()
+def ideal_ranks(lp: LPIPS, images: list[Image.Image], ref_features: list[torch.Tensor], truth: int) -> list[tuple[int, float]]:
+    """For each image: (rank of reference ``truth`` among all references by LPIPS to the image
+    (1 = nearest), LPIPS to it). ``ref_features``: ``reference_features`` of the references."""
+    out = []
+    feats = lp.unit_features(to_tensor(images, METRIC_SIZE) * 2 - 1)
+    for i in range(len(images)):
+        d = lp.distance([f[i : i + 1] for f in feats], ref_features)
+        out.append((int((d < d[truth]).sum().item()) + 1, float(d[truth])))
+    return out
+
+
+def ideal_rank(lp: LPIPS, image: Image.Image, refs: torch.Tensor, truth: int) -> tuple[int, float]:
+    """(rank of ``refs[truth]`` among all ``refs`` ((N, 3, S, S) in [0, 1]) by LPIPS to ``image``, LPIPS to it)."""
+    return ideal_ranks(lp, [image], reference_features(lp, refs), truth)[0]
+
+
+def _ideal(lp: LPIPS, res, keys: list[str], ref_features: list[torch.Tensor], hexcode: str, every_candidate: bool) -> dict:
     """The ideal-image record of a result: the chosen image's rank and LPIPS to the ground truth; with
     ``every_candidate``, every grid candidate's rank too and whether the best of them is in the 5 nearest
     (what a perfect selection would reach)."""
-    truth = keys.index(hexcode)
     images = [c.image for c in res.candidates] if every_candidate else [res.best_image]
-    ranked = [ideal_rank(lp, im, refs, truth) for im in images]
+    ranked = ideal_ranks(lp, images, ref_features, keys.index(hexcode))
     rank, to_truth = ranked[res.best] if every_candidate else ranked[0]
     out = {"ideal_rank": rank, "ideal_top5": float(rank <= 5), "ideal_lpips": to_truth, "ideal_of": len(keys)}
     if every_candidate:
@@ -104,10 +126,10 @@ def _ideal(lp: LPIPS, res, keys: list[str], refs: torch.Tensor, hexcode: str, ev
 @torch.no_grad()
 def distinct_candidates(lp: LPIPS, images: list[Image.Image], threshold: float = 0.02) -> int:
     """How many candidates differ (LPIPS >= threshold) from every candidate before them."""
-    x = to_tensor(images, METRIC_SIZE)
+    feats = lp.unit_features(to_tensor(images, METRIC_SIZE) * 2 - 1)
     keep = []
     for i in range(len(images)):
-        if all(lpips_fn(lp, x[i : i + 1], x[j : j + 1]).item() >= threshold for j in keep):
+        if not keep or lp.distance([f[i : i + 1] for f in feats], [f[keep] for f in feats]).min().item() >= threshold:
             keep.append(i)
     return len(keep)
 
@@ -158,8 +180,9 @@ def evaluate_split(pmg: PMG, bench: Path, split: str, config: GenerationConfig, 
                    "grid": [{"w_p": c.w_p, "w_t": c.w_t, "d_p": c.d_p, "d_t": c.d_t, "z": c.z} for c in res.candidates],
                    "soft": v.use_soft and pmg.soft_for(scenario) is not None}
             if references is not None and truth[uid].get("target_hexcode"):
-                rec.update(_ideal(lp, res, *references.by_style[truth[uid]["style"]], truth[uid]["target_hexcode"],
-                                  every_candidate=v.name == "PMG" and len(res.candidates) > 1))
+                style = truth[uid]["style"]
+                rec.update(_ideal(lp, res, references.by_style[style][0], references.features(lp, style),
+                                  truth[uid]["target_hexcode"], every_candidate=v.name == "PMG" and len(res.candidates) > 1))
             if "colour" in truth[uid] and "type" in truth[uid]:  # garments: what the scorer reads in the image
                 from pmg.evaluation.benchmarks.garments import classify_garments
 
