@@ -56,7 +56,7 @@ def default_cache_dir() -> Path:
 @dataclass
 class GenerationConfig:
     seed: int = 0
-    alpha: float = 0.5
+    alpha: float | None = None  # None: the generator's default_alpha (the paper's 0.5 unless its folder says)
     weights: tuple[tuple[float, float], ...] = DEFAULT_GRID
     num_inference_steps: int | None = None  # None: the generator's default_steps (pmg-mini: 12)
     guidance_scale: float = 4.0
@@ -71,7 +71,8 @@ class GenerationConfig:
         from pmg.limits import MAX_GRID, MAX_GUIDANCE, MAX_STEPS, MAX_WEIGHT, check_number, check_seed
 
         check_seed(self.seed, "seed")
-        check_number(self.alpha, "alpha", 0.0, 1.0)
+        if self.alpha is not None:
+            check_number(self.alpha, "alpha", 0.0, 1.0)
         check_number(self.guidance_scale, "guidance", 0.0, MAX_GUIDANCE)
         if self.num_inference_steps is not None:
             steps = self.num_inference_steps
@@ -224,14 +225,20 @@ class PMG:
                  callback=None) -> PMGResult:
         return self.generate_many([user], [config], keywords=[keywords], callback=callback)[0]
 
+    def _resolve_defaults(self, config: GenerationConfig) -> GenerationConfig:
+        """The generator's own steps and alpha where the config leaves them open (the manifest records them)."""
+        if config.num_inference_steps is None:
+            config = dataclasses.replace(config, num_inference_steps=self.generator.default_steps)
+        if config.alpha is None:
+            config = dataclasses.replace(config, alpha=getattr(self.generator, "default_alpha", 0.5))
+        return config
+
     def generate_many(self, users: list[UserBehaviours], configs: list[GenerationConfig | None], *,
                       keywords: list[KeywordResult | None] | None = None, callback=None) -> list[PMGResult]:
         """Several users at once: keywords in one batched LLM call, then one U-Net pass per group of
         users that share steps, guidance and negative prompt. Each result equals ``generate`` alone."""
         configs = [c or GenerationConfig() for c in configs]
-        # resolved here so the manifest records the steps used
-        configs = [c if c.num_inference_steps is not None else dataclasses.replace(c, num_inference_steps=self.generator.default_steps)
-                   for c in configs]
+        configs = [self._resolve_defaults(c) for c in configs]
         keywords = list(keywords or [None] * len(users))
         t0 = time.perf_counter()
         todo = [i for i, k in enumerate(keywords) if k is None]

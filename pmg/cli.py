@@ -61,7 +61,7 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--generator", default="auto", help="'auto' (pmg-mini-fashion for clothing when installed, else pmg-mini), 'pmg-mini', 'pmg-mini-fashion' or a diffusers folder (Stable Diffusion 1.x)")
     p.add_argument("--scheduler", default=None, help="diffusers scheduler class to use instead of the folder's (e.g. DDIMScheduler)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--alpha", type=float, default=0.5, help="z = a log d_p + (1-a) log d_t")
+    p.add_argument("--alpha", type=float, default=None, help="z = a log d_p + (1-a) log d_t (default: the generator's own; the paper's 0.5)")
     p.add_argument("--weights", default="0:4,1:3,2:2,3:1,4:0", help="grid of w_p:w_t ratios")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own, 12 for pmg-mini)")
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
@@ -186,6 +186,7 @@ def _add_eval(sub) -> None:
     e.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own)")
     e.add_argument("--guidance", type=float, default=4.0)
     e.add_argument("--weighting", choices=WEIGHTINGS, default="embedding")
+    e.add_argument("--alpha", type=float, default=None, help="selection's a (default: the generator's own)")
     e.add_argument("--cache-dir", type=Path, default=None)
     e.add_argument("--threads", type=int, default=_default_threads())
     e.add_argument("--debug", action="store_true")
@@ -467,7 +468,7 @@ def _eval_images(args, bench: Path, out: Path, cache: Path) -> int:
     pmg = PMG.from_names(args.llm, args.generator, args.scorer, "tagger" if args.style_from_images else "none",
                          cache_dir=cache, model_cache_dir=cache, threads=args.threads, soft=soft)
     cfg = GenerationConfig(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                           weighting=args.weighting)
+                           weighting=args.weighting, alpha=args.alpha)
     if args.adapters:
         from pmg.evaluation.run import evaluate_adapters, write_table3
         from pmg.soft.embedder import load_soft

@@ -1,6 +1,7 @@
 """End to end in headless Chromium (Debian's chromium + chromedriver, driven by Selenium): the real
 server with the shipped models, the page, an example user, a generation, the a slider."""
 
+import json
 import os
 import shutil
 import socket
@@ -72,6 +73,10 @@ def test_page_generates_and_reranks(server, repo):
             chosen = int(driver.find_element(By.CSS_SELECTOR, "#grid .cand.chosen").get_attribute("data-index"))
             return zs, chosen
 
+        from pmg.registry import models_dir
+
+        default_alpha = json.loads((models_dir() / "pmg-mini" / "model_index.json").read_text()).get("default_alpha", 0.5)
+        assert float(driver.find_element(By.ID, "alpha").get_attribute("value")) == default_alpha  # from /v1/models
         before, chosen_before = ranking()
         assert chosen_before == before.index(max(before))
         slider = driver.find_element(By.ID, "alpha")
@@ -79,7 +84,7 @@ def test_page_generates_and_reranks(server, repo):
         after, chosen_after = ranking()
         assert after != before  # re-ranked on the page, without a new request
         assert chosen_after == after.index(max(after))
-        driver.execute_script("arguments[0].value = 0.5; arguments[0].dispatchEvent(new Event('input'));", slider)
+        driver.execute_script(f"arguments[0].value = {default_alpha}; arguments[0].dispatchEvent(new Event('input'));", slider)
         if os.environ.get("PMG_SCREENSHOT_DIR"):  # PMG_SCREENSHOT_DIR=docs regenerates the README's picture
             driver.save_screenshot(str(Path(os.environ["PMG_SCREENSHOT_DIR"]) / "service_page.png"))
     finally:

@@ -30,7 +30,7 @@ def test_pmg_mini_layout_loads(tmp_path):
     pipe = load_generator(save_tiny_pmg_mini(tmp_path / "mini"))
     assert pipe.name == "tiny-mini" and pipe.window == 16
     assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
-    assert pipe.default_steps == 20  # no default_steps in model_index.json
+    assert pipe.default_steps == 20 and pipe.default_alpha == 0.5  # neither in model_index.json: the paper's a
 
 
 def test_model_default_steps_are_used_and_checked(tmp_path):
@@ -55,6 +55,23 @@ def test_model_default_steps_are_used_and_checked(tmp_path):
     (folder / "model_index.json").write_text(json.dumps({**index, "default_steps": 0}))
     with pytest.raises(ModelLoadError, match="default_steps must be a positive integer, got 0"):
         load_generator(folder)
+
+
+def test_model_default_alpha_is_read_and_checked(tmp_path):
+    import json
+
+    import pytest
+
+    from pmg.errors import ModelLoadError
+
+    folder = save_tiny_pmg_mini(tmp_path / "mini")
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "default_alpha": 0.2}))
+    assert load_generator(folder).default_alpha == 0.2
+    for bad in (1.5, "0.2", True):
+        (folder / "model_index.json").write_text(json.dumps({**index, "default_alpha": bad}))
+        with pytest.raises(ModelLoadError, match=f"default_alpha must be a number from 0 to 1, got {bad!r}"):
+            load_generator(folder)
 
 
 def test_clip_scorer_from_folder(tmp_path):

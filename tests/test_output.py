@@ -50,3 +50,20 @@ def test_unset_steps_resolve_to_the_generator_default():
     pmg = PMG(KeywordExtractor(ScriptedLLM(_answer)), pipe, ColourScorer())
     res = pmg.generate(parse_user(USER), GenerationConfig(use_keywords=False))
     assert res.config.num_inference_steps == 2
+
+
+def test_unset_alpha_resolves_to_the_generator_default_and_moves_the_choice():
+    from helpers import tiny_pipeline
+
+    pipe = tiny_pipeline(0)
+    pmg = PMG(KeywordExtractor(ScriptedLLM(_answer)), pipe, ColourScorer())
+    chosen = {}
+    for a in (0.0, 1.0):
+        pipe.default_alpha = a
+        res = pmg.generate(parse_user(USER), GenerationConfig(num_inference_steps=1))
+        assert res.config.alpha == a  # what the manifest records
+        d = [(c.d_p, c.d_t) for c in res.candidates]
+        chosen[a] = res.best
+        assert res.best == max(range(len(d)), key=lambda i: d[i][1] if a == 0.0 else d[i][0])
+    explicit = pmg.generate(parse_user(USER), GenerationConfig(num_inference_steps=1, alpha=0.0))
+    assert explicit.config.alpha == 0.0 and explicit.best == chosen[0.0]  # a config's own alpha wins

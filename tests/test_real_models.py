@@ -55,7 +55,7 @@ def test_readme_main_command_on_the_bundled_example(repo, tmp_path):
     from PIL import Image
 
     best = Image.open(out / "best.png")
-    assert best.size == (32, 32)
+    assert best.size == (64, 64)  # pmg-mini v2
     import numpy as np
 
     assert np.asarray(best).std() > 5  # an image, not a flat colour

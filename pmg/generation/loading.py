@@ -72,5 +72,8 @@ def load_generator(spec: str | Path, *, scheduler: str | None = None, dtype: tor
     steps = index.get("default_steps", 20)  # the model's own recommendation (pmg-mini: measured, see its card)
     if not isinstance(steps, int) or steps < 1:
         raise ModelLoadError(f"{index_path}: default_steps must be a positive integer, got {steps!r}")
-    return PMGPipeline(unet, sched, codec, tokenizer, text_encoder, name=name, default_steps=steps,
+    alpha = index.get("default_alpha", 0.5)  # the paper's a; pmg-mini's is chosen on the val split (its card)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ModelLoadError(f"{index_path}: default_alpha must be a number from 0 to 1, got {alpha!r}")
+    return PMGPipeline(unet, sched, codec, tokenizer, text_encoder, name=name, default_steps=steps, default_alpha=float(alpha),
                        revision=index.get("revision") or (f"step-{index['train_step']}" if "train_step" in index else None)).to(device)

@@ -47,7 +47,7 @@ class PMGPipeline:
     """
 
     def __init__(self, unet, scheduler, codec, tokenizer, text_encoder, name: str = "generator",
-                 max_chunks: int = 4, default_steps: int = 20, revision: str | None = None):
+                 max_chunks: int = 4, default_steps: int = 20, revision: str | None = None, default_alpha: float = 0.5):
         self.unet, self.scheduler, self.codec = unet.eval(), scheduler, codec
         self.tokenizer, self.text_encoder = tokenizer, text_encoder.eval()
         self.name, self.max_chunks = name, max_chunks
@@ -55,6 +55,9 @@ class PMGPipeline:
             raise ValueError(f"default_steps must be >= 1, got {default_steps}")
         self.revision = revision  # e.g. "step-5000": soft-embedding adapters record what they were fitted to
         self.default_steps = int(default_steps)  # used when a call passes num_inference_steps=None
+        if not 0.0 <= float(default_alpha) <= 1.0:
+            raise ValueError(f"default_alpha must be in [0, 1], got {default_alpha}")
+        self.default_alpha = float(default_alpha)  # the selection's a when a config gives none
 
     @property
     def device(self) -> torch.device:

@@ -145,7 +145,8 @@ def models(request: Request):
     pmg, _ = _state(request).ready()
     soft = pmg.soft if isinstance(pmg.soft, dict) else {"*": pmg.soft} if pmg.soft else {}
     return {"llm": pmg.extractor.llm.name, "generator": pmg.generator.name, "scorer": pmg.scorer.name,
-            "soft": {k: v.name for k, v in soft.items()}, "default_steps": pmg.generator.default_steps}
+            "soft": {k: v.name for k, v in soft.items()}, "default_steps": pmg.generator.default_steps,
+            "default_alpha": pmg.generator.default_alpha}
 
 
 @guarded.post("/v1/keywords", response_model=KeywordsOut)

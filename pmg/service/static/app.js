@@ -160,6 +160,9 @@ async function init() {
     } catch (e) { $("status").textContent = "server unreachable"; }
     await new Promise((r) => setTimeout(r, 1000));
   }
+  const models = await api("/v1/models");  // the slider starts at the generator's own a
+  $("alpha").value = models.default_alpha;
+  $("alpha-value").textContent = Number(models.default_alpha).toFixed(2);
   const ex = await api("/v1/examples");
   Object.entries(ex).forEach(([name, u]) => {
     const b = document.createElement("button");
