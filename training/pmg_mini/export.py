@@ -1,7 +1,7 @@
 """Assemble ``models/pmg-mini`` (or ``models/pmg-mini-fashion``) from the training runs: the layout
 ``pmg.generation.loading`` reads. The image size and pixel layout come from the generator run's config.
 
-    python -m training.pmg_mini.export --gen-run runs/gen --scorer-run runs/scorer --out models/pmg-mini
+    python -m training.pmg_mini.export --gen-run runs/gen2 --out models/pmg-mini --default-alpha 0.2
     python -m training.pmg_mini.export --gen-run runs/fashion --scorer-run runs/fscorer \
         --data data/pmg-mini-fashion --out models/pmg-mini-fashion --name pmg-mini-fashion
 
@@ -42,7 +42,8 @@ def _replace_folder(src: Path, dst: Path, missing: str) -> None:
     shutil.copytree(src, dst)
 
 
-def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path, name: str = "pmg-mini") -> dict:
+def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path, name: str = "pmg-mini",
+           default_alpha: float | None = None) -> dict:
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     out.mkdir(parents=True, exist_ok=True)
@@ -67,6 +68,8 @@ def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path,
             # 5-candidate grid takes 0.92 s (12 steps: 1.12 s); see models/pmg-mini/README.md
             "default_steps": 10,
         }
+        if default_alpha is not None:  # the selection's a, chosen on the val split (the model card)
+            index["default_alpha"] = default_alpha
         (out / "model_index.json").write_text(json.dumps(index, indent=2))
     if scorer_run is not None:
         src = scorer_run / "export" / "scorer"
@@ -86,8 +89,10 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("data/pmg-mini"))
     ap.add_argument("--out", type=Path, default=Path("models/pmg-mini"))
     ap.add_argument("--name", default="pmg-mini", help="the model's name (recorded by adapters and manifests)")
+    ap.add_argument("--default-alpha", type=float, default=None,
+                    help="the selection's a for this model (pmg-mini v2: 0.2, chosen on the emoticon val split)")
     a = ap.parse_args()
-    print(export(a.gen_run, a.scorer_run, a.data, a.out, a.name))
+    print(export(a.gen_run, a.scorer_run, a.data, a.out, a.name, a.default_alpha))
 
 
 if __name__ == "__main__":
