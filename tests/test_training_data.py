@@ -123,3 +123,13 @@ def test_generator_learning_rate_warms_up_holds_and_decays():
     decay = TrainConfig(lr=1e-3, warmup=100, steps=1000, decay_start=600)
     assert learning_rate(decay, 599) == 1e-3 and learning_rate(decay, 600) == 1e-3
     assert abs(learning_rate(decay, 800) - 0.5e-3) < 1e-12 and learning_rate(decay, 1000) < 1e-12
+
+
+def test_scorer_attribute_weights_become_shares_or_name_the_bad_value():
+    from training.pmg_mini.train_scorer import attribute_shares
+
+    assert attribute_shares("2,0.5,0.5") == {"type": 2 / 3, "colour": 1 / 6, "pattern": 1 / 6}
+    assert attribute_shares("1,1,1") == {"type": 1 / 3, "colour": 1 / 3, "pattern": 1 / 3}
+    for bad in ("1,x,1", "1,1", "-1,1,1", "0,0,0"):
+        with pytest.raises(SystemExit, match=f"got {bad!r}"):
+            attribute_shares(bad)

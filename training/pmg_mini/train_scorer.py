@@ -57,6 +57,7 @@ class ScorerConfig:
     splits: str = "train,scorer"  # comma list of the data splits to train on ("heldout" is refused)
     fresh_garments: str = ""  # a Fashion-MNIST folder: every step renders new garments from its 60,000 train shapes
     attribute_loss: float = 0.0  # garments: weight of a cross-entropy over all types / colours / patterns by name
+    attribute_weights: str = "1,1,1"  # their shares (type, colour, pattern); "2,0.5,0.5": type first (colour is easy)
     logit_scale_init: float = 2.659  # log of the starting temperature (CLIP's: log(1/0.07)); garments: log(50)
     seed: int = 0
     threads: int = 1
@@ -149,6 +150,17 @@ def attribute_names() -> dict[str, list[str]]:
     from pmg.evaluation.benchmarks.garments import CLASSES, COLOURS, PATTERN_WORDS, PATTERNS
 
     return {"type": list(CLASSES), "colour": sorted(COLOURS), "pattern": [PATTERN_WORDS[p][0] for p in PATTERNS]}
+
+
+def attribute_shares(weights: str) -> dict[str, float]:
+    """"type,colour,pattern" weights -> shares summing to 1."""
+    try:
+        w = [float(x) for x in weights.split(",")]
+    except ValueError:
+        w = []
+    if len(w) != 3 or min(w) < 0 or sum(w) <= 0:
+        raise SystemExit(f"--attribute-weights needs three non-negative numbers (type,colour,pattern), got {weights!r}")
+    return {k: x / sum(w) for k, x in zip(("type", "colour", "pattern"), w)}
 
 
 def attribute_targets(garments) -> dict[str, torch.Tensor]:
@@ -286,6 +298,7 @@ def train(cfg: ScorerConfig) -> None:
     if cfg.attribute_loss and fresh is None:
         raise SystemExit("--attribute-loss needs --fresh-garments")
     names = {k: sentence_features(tokenizer, encoder, v) for k, v in attribute_names().items()} if cfg.attribute_loss else {}
+    shares = attribute_shares(cfg.attribute_weights)
     while step < cfg.steps:
         if fresh is not None:  # new garments; caption j is true for image i if it is one of i's captions
             xb, caps, garments = fresh(cfg.batch_size)
@@ -315,7 +328,7 @@ def train(cfg: ScorerConfig) -> None:
             scale = model.logit_scale.exp().clamp(max=100)
             for key, want in attribute_targets(garments).items():
                 logits = scale * img @ model.encode_text_features(names[key]).T
-                loss = loss + cfg.attribute_loss / 3 * F.cross_entropy(logits, want)
+                loss = loss + cfg.attribute_loss * shares[key] * F.cross_entropy(logits, want)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
