@@ -1,7 +1,7 @@
 """Assemble ``models/pmg-mini`` (or ``models/pmg-mini-fashion``) from the training runs: the layout
 ``pmg.generation.loading`` reads. The image size and pixel layout come from the generator run's config.
 
-    python -m training.pmg_mini.export --gen-run runs/gen2 --out models/pmg-mini --default-alpha 0.2
+    python -m training.pmg_mini.export --gen-run runs/gen2 --out models/pmg-mini --default-alpha 0.3
     python -m training.pmg_mini.export --gen-run runs/fashion --scorer-run runs/fscorer \
         --data data/pmg-mini-fashion --out models/pmg-mini-fashion --name pmg-mini-fashion
 
@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("models/pmg-mini"))
     ap.add_argument("--name", default="pmg-mini", help="the model's name (recorded by adapters and manifests)")
     ap.add_argument("--default-alpha", type=float, default=None,
-                    help="the selection's a for this model (pmg-mini v2: 0.2, chosen on the emoticon val split)")
+                    help="the selection's a for this model (pmg-mini v2: 0.3, chosen on the emoticon val split and the bundled users)")
     a = ap.parse_args()
     print(export(a.gen_run, a.scorer_run, a.data, a.out, a.name, a.default_alpha))
 
