@@ -69,7 +69,7 @@ class EmojiReferences:
         meta = [json.loads(line) for line in open(art / "meta.jsonl", encoding="utf-8")]
         images = np.load(art / "images.npy", mmap_mode="r")
         self.by_style: dict[str, tuple[list[str], torch.Tensor]] = {}
-        self._features: dict[tuple[int, str], list[torch.Tensor]] = {}
+        self._features: dict[tuple[str, str], list[torch.Tensor]] = {}
         for style in sorted({m["style"] for m in meta}):
             rows = [(m["hexcode"], i) for i, m in enumerate(meta) if m["style"] == style]
             seen = dict(rows)  # one image per hexcode
@@ -80,7 +80,7 @@ class EmojiReferences:
             self.by_style[style] = (keys, x)
 
     def features(self, lp: LPIPS, style: str) -> list[torch.Tensor]:
-        key = (id(lp), style)
+        key = (lp.net, style)  # instances of one net share their weights
         if key not in self._features:
             self._features[key] = reference_features(lp, self.by_style[style][1])
         return self._features[key]
