@@ -58,7 +58,7 @@ class GenerationConfig:
     seed: int = 0
     alpha: float | None = None  # None: the generator's default_alpha (the paper's 0.5 unless its folder says)
     weights: tuple[tuple[float, float], ...] = DEFAULT_GRID
-    num_inference_steps: int | None = None  # None: the generator's default_steps (pmg-mini: 12)
+    num_inference_steps: int | None = None  # None: the generator's default_steps (pmg-mini: 10)
     guidance_scale: float = 4.0
     negative_prompt: str = ""
     use_keywords: bool = True  # False: the paper's "without keywords" ablation
