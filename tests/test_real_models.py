@@ -142,3 +142,55 @@ def test_llama_cpp_runs_in_its_own_process_and_serves_threads(tmp_path):
     bad.write_bytes(b"not a gguf")
     with pytest.raises(ModelLoadError, match="could not load"):
         ProcessLLM(bad)
+
+
+def _heldout_garments(repo):
+    from PIL import Image
+
+    fix = repo / "tests/fixtures/heldout_garments"
+    index = json.loads((fix / "index.json").read_text())
+    strip = Image.open(fix / "strip.png").convert("RGB")
+    return index["images"], [strip.crop((64 * j, 0, 64 * j + 64, 64)) for j in range(len(index["images"]))]
+
+
+def test_shipped_fashion_scorer_reads_held_out_real_garments(repo):
+    """pmg-mini-fashion's scorer on 50 real garments (Fashion-MNIST test shapes) in (type, colour, pattern)
+    combinations kept out of training: the type of 10, the colour of 12, the pattern of 5."""
+    import numpy as np
+
+    from pmg.evaluation.benchmarks.garments import classify_garments
+    from pmg.scoring.scorers import load_scorer
+
+    items, images = _heldout_garments(repo)
+    seen = classify_garments(load_scorer(repo / "models/pmg-mini-fashion/scorer"), images)
+    acc = {k: np.mean([s == m[k] for s, m in zip(seen[k], items)]) for k in ("type", "colour", "pattern")}
+    # shipped scorer: type 84%, colour 94%, pattern 100% here (80.7 / 95.4 / 99.6% on all 280 held-out garments);
+    # the misreadings are t-shirt/shirt/coat/pullover, Fashion-MNIST's known confusions
+    assert acc["type"] >= 0.75 and acc["colour"] >= 0.85 and acc["pattern"] >= 0.9, acc
+
+
+def test_shipped_fashion_model_dresses_the_bundled_shoppers(repo, tmp_path):
+    """`pmg generate` on the two bundled shoppers picks pmg-mini-fashion and its adapter (auto) and draws
+    the target garment in the shopper's colour / pattern, as the shipped scorer reads the chosen image."""
+    from PIL import Image
+
+    from pmg.evaluation.benchmarks.garments import classify_garments
+    from pmg.scoring.scorers import load_scorer
+
+    scorer = load_scorer(repo / "models/pmg-mini-fashion/scorer")
+    env = dict(os.environ, PMG_CACHE_DIR=str(tmp_path / "cache"))
+    seen = {}
+    for name in ("clothing_shopper", "stripes_shopper"):
+        out = tmp_path / name
+        r = subprocess.run([sys.executable, "-m", "pmg.cli", "generate", str(repo / f"examples/users/{name}.json"),
+                            "--out", str(out), "--no-progress"], capture_output=True, text=True, env=env, timeout=900)
+        assert r.returncode == 0, r.stderr[-2000:]
+        m = json.loads((out / "manifest.json").read_text())
+        assert m["models"]["generator"] == "pmg-mini-fashion" and m["models"]["soft"] == "soft:soft-clothing"
+        images = [Image.open(out / "best.png")] + [Image.open(p) for p in sorted((out / "candidates").glob("*.png"))]
+        seen[name] = classify_garments(scorer, images)  # [chosen, 0:4, 1:3, 2:2, 3:1, 4:0]
+    black = seen["clothing_shopper"]
+    assert black["colour"][0] == "black" and black["type"][0] in ("shirt", "t-shirt"), black
+    stripes = seen["stripes_shopper"]  # target "long-sleeve shirt", history of red striped garments
+    assert stripes["pattern"][0] == "striped" and stripes["type"][0] == "shirt", stripes
+    assert stripes["pattern"][1] != "striped" and stripes["pattern"][4] == "striped", stripes  # the preference adds it

@@ -17,7 +17,7 @@ Recipe v2 (why, in short; see models/pmg-mini/README.md for the numbers):
 pmg-mini-fashion (garments, ``training.pmg_mini.fashion``) uses the same recipe, garments drawn on the fly:
 
     python -m training.pmg_mini.train_generator --dataset fashion --data /usr/share/datasets/fashion-mnist \
-        --run runs/fashion --init-from runs/gen2/export
+        --run runs/fashion --init-from models/pmg-mini --steps 5000 --decay-start 3500
 
 Resumes from ``RUN/ckpt.pt`` when present. ``RUN/threads`` (a number in a file) changes torch's
 thread count live.
