@@ -77,17 +77,22 @@ def test_dequantized_gguf_cache_is_exact_and_fast(smollm2, tmp_path):
     assert cached_load < 20
 
 
+def _fixture_strip(fix, size: int):
+    """A fixture folder's index.json and the square tiles of its strip.png, one per indexed image."""
+    from PIL import Image
+
+    index = json.loads((fix / "index.json").read_text())
+    strip = Image.open(fix / "strip.png").convert("RGB")
+    return index, [strip.crop((size * j, 0, size * j + size, size)) for j in range(len(index["images"]))]
+
+
 def test_shipped_scorer_recognises_held_out_real_emoji(repo):
     """The shipped mini-CLIP on 24 real emoji of held-out (concept, style) pairs, 348 candidate labels."""
     import numpy as np
-    from PIL import Image
 
     from pmg.scoring.scorers import load_scorer
 
-    fix = repo / "tests/fixtures/heldout_emoji"
-    index = json.loads((fix / "index.json").read_text())
-    strip = Image.open(fix / "strip.png").convert("RGB")
-    images = [strip.crop((32 * j, 0, 32 * j + 32, 32)) for j in range(len(index["images"]))]
+    index, images = _fixture_strip(repo / "tests/fixtures/heldout_emoji", 32)
     scorer = load_scorer(repo / "models/pmg-mini/scorer")
     e_img = scorer.embed_images(images)
     top5 = (e_img @ scorer.embed_texts(index["labels"]).T).topk(5, dim=1).indices.numpy()
@@ -144,13 +149,6 @@ def test_llama_cpp_runs_in_its_own_process_and_serves_threads(tmp_path):
         ProcessLLM(bad)
 
 
-def _heldout_garments(repo):
-    from PIL import Image
-
-    fix = repo / "tests/fixtures/heldout_garments"
-    index = json.loads((fix / "index.json").read_text())
-    strip = Image.open(fix / "strip.png").convert("RGB")
-    return index["images"], [strip.crop((64 * j, 0, 64 * j + 64, 64)) for j in range(len(index["images"]))]
 
 
 def test_shipped_fashion_scorer_reads_held_out_real_garments(repo):
@@ -161,7 +159,8 @@ def test_shipped_fashion_scorer_reads_held_out_real_garments(repo):
     from pmg.evaluation.benchmarks.garments import classify_garments
     from pmg.scoring.scorers import load_scorer
 
-    items, images = _heldout_garments(repo)
+    index, images = _fixture_strip(repo / "tests/fixtures/heldout_garments", 64)
+    items = index["images"]
     seen = classify_garments(load_scorer(repo / "models/pmg-mini-fashion/scorer"), images)
     acc = {k: np.mean([s == m[k] for s, m in zip(seen[k], items)]) for k in ("type", "colour", "pattern")}
     # shipped scorer: type 84%, colour 94%, pattern 100% here (80.7 / 95.4 / 99.6% on all 280 held-out garments);
