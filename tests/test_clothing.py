@@ -9,7 +9,7 @@ import pytest
 
 from pmg.evaluation.benchmarks.clothing import build_clothing_benchmark
 from pmg.evaluation.benchmarks.garments import (
-    CLASSES, COLOURS, PATTERN_WORDS, PATTERNS, caption, load_fashion_mnist, render_garment,
+    CLASS_WORDS, CLASSES, COLOURS, PATTERN_WORDS, PATTERNS, caption, load_fashion_mnist, render_garment,
 )
 
 
@@ -93,6 +93,49 @@ def test_fashion_training_source_keeps_heldout_combinations_out():
         if ex.band == "compose":  # the composition: the target's type in the user's main colour
             assert g.colour in ex.preference and set(PATTERN_WORDS[g.pattern]) & set(ex.preference)
     assert set(bands) == {"target", "style", "compose", "favourite", "history"}
+
+
+def test_fashion_keep_type_dresses_the_target_at_three_to_one():
+    """``keep_type`` (the shipped fine-tune): at 3:1 the target's type in the shopper's colour and
+    pattern; without it, the shopper's favourite type (which is the target's only by chance)."""
+    from training.pmg_mini.compose import ratio_band
+    from training.pmg_mini.fashion import GarmentSource
+
+    def favourites(keep_type):
+        src, rng = GarmentSource(keep_type), random.Random(1)
+        out = []
+        while len(out) < 200:
+            ex = src.sample(rng)
+            if ex is not None and ex.band == "favourite":
+                assert ratio_band(ex.r) == "favourite"
+                named = any(w in ex.target for w in CLASS_WORDS[CLASSES[ex.garment.kind]])
+                out.append((named, ex.garment.colour in ex.preference))
+        return out
+
+    kept, old = favourites(True), favourites(False)
+    # the target window names the garment drawn (its class name or a synonym) nearly always with keep_type
+    assert np.mean([n for n, _ in kept]) > 0.95 > np.mean([n for n, _ in old]) + 0.2
+    assert np.mean([c for _, c in kept]) > 0.95  # and it is in the shopper's main colour
+
+
+def test_fashion_rich_words_name_the_type_inside_shop_phrases():
+    """``rich_words``: target windows as the LLM writes them for shop items ("slim fit jeans",
+    "classic t shirt", "weekend, relaxed"); the garment's type is still named in every window that
+    shows the target."""
+    from training.pmg_mini.fashion import OFF_TOPIC, GarmentSource
+
+    src, rng = GarmentSource(keep_type=True, rich_words=True), random.Random(2)
+    phrases = off_topic = n = 0
+    for _ in range(600):
+        ex = src.sample(rng)
+        if ex is None or ex.band == "history":
+            continue
+        n += 1
+        names = {w.replace("-", " ") for w in CLASS_WORDS[CLASSES[ex.garment.kind]]} | set(CLASS_WORDS[CLASSES[ex.garment.kind]])
+        assert any(k == w or k.endswith(" " + w) for k in ex.target for w in names), (ex.target, ex.garment)
+        phrases += any(" " in k and k.split(" ", 1)[1] in names and k not in names for k in ex.target)
+        off_topic += bool(set(ex.preference) & set(OFF_TOPIC))
+    assert n > 400 and 0.3 < phrases / n < 0.8 and 0.1 < off_topic / n < 0.5
 
 
 class _OracleScorer:

@@ -9,7 +9,9 @@ r = w_p / (w_p + w_t), and the image the grid should show at r:
     r = 0 (0:4)          the target type, in the target's colour when it names one, else any colour/pattern
     0 < r < 0.35         the target type in the shopper's main colour (pattern: the target's, or plain)
     0.35 <= r <= 0.65    the target type in the shopper's main colour **and** pattern (the composition)
-    0.65 < r < 1         the shopper's most frequent garment type in their colour and pattern
+    0.65 < r < 1         the shopper's most frequent garment type in their colour and pattern; with
+                         ``keep_type`` (the shipped fine-tune) the target type in them: in a shop the
+                         target item is what is shown, the preference only dresses it
     r = 1 (4:0)          one of the history's garments
 
 (type, colour, pattern) combinations with ``is_heldout`` are never rendered for training: the
@@ -31,6 +33,13 @@ __all__ = ["Garment", "GarmentExample", "GarmentSource", "GarmentRenderer", "is_
 
 COLOUR_NAMES = sorted(COLOURS)
 DESCRIPTORS = ["casual", "cotton", "comfortable", "summer", "warm", "fashion", "classic", "soft", "everyday", "youth style"]
+# what shop titles and descriptions add around a garment, and what a small LLM echoes from them
+# (``rich_words``: the second training phase; the benchmark's own title and description words are among them)
+SHOP_WORDS = DESCRIPTORS + ["breathable", "winter", "soft fabric", "student style", "youth", "lightweight", "travel",
+                            "office", "smart casual", "weekend", "relaxed", "new season", "slim fit", "oversized",
+                            "fashionable", "trendy", "elegant", "sporty", "vintage", "seasonal", "season", "clothes",
+                            "outfit", "wardrobe", "style", "quality", "premium", "basic", "modern", "stylish"]
+OFF_TOPIC = ["plants", "food", "music", "travel", "home", "sports", "books", "gifts", "nature", "shopping"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,19 @@ def favourite(history: list[Garment]) -> tuple[str, str]:
 
 
 class GarmentSource:
+    """Simulated shoppers and their training examples.
+
+    Args:
+        keep_type: at 3:1 the target's type in the shopper's colour and pattern (else their favourite type).
+        rich_words: the keyword windows as the LLM writes them for real shop items: the type inside a
+            title phrase ("slim fit jeans", "classic t shirt"), shop and description words around it
+            ("weekend, relaxed"), off-topic words in the preference ("plants, seasonal").
+    """
+
+    def __init__(self, keep_type: bool = False, rich_words: bool = False):
+        self.keep_type, self.rich_words = keep_type, rich_words
+        self.descriptors = SHOP_WORDS if rich_words else DESCRIPTORS
+
     @staticmethod
     def allowed(g: Garment) -> bool:
         return not is_heldout(g.kind, g.colour, g.pattern)
@@ -82,7 +104,15 @@ class GarmentSource:
         words = rng.sample(CLASS_WORDS[CLASSES[kind]], k=rng.randint(1, 3))
         if CLASSES[kind] not in words and rng.random() < 0.7:
             words.insert(0, CLASSES[kind])
-        words += rng.sample(DESCRIPTORS, k=rng.randint(0, 2))
+        if self.rich_words:
+            words = [w.replace("-", " ") if rng.random() < 0.3 else w for w in words]
+            if rng.random() < 0.6:  # "slim fit jeans": the title's extra word glued to a type word
+                extra = rng.choice(SHOP_WORDS[:7] + ["new season", "slim fit", "oversized"])
+                words[0] = f"{extra} {words[0]}"
+                if rng.random() < 0.3:
+                    words.insert(0, extra)
+            rng.shuffle(words) if rng.random() < 0.3 else None
+        words += rng.sample(self.descriptors, k=rng.randint(0, 2))
         if colour:
             words.insert(rng.randint(0, 1), colour)
         return list(dict.fromkeys(words))[:5]
@@ -102,7 +132,9 @@ class GarmentSource:
             if must not in words and not (must in PATTERN_WORDS[pattern] and set(words) & set(PATTERN_WORDS[pattern])):
                 words.insert(rng.randint(0, len(words)), must)
         for _ in range(rng.choice((0, 0, 1, 2))):  # off-topic words the LLM adds
-            words.insert(rng.randint(0, len(words)), rng.choice(DESCRIPTORS))
+            words.insert(rng.randint(0, len(words)), rng.choice(self.descriptors))
+        if self.rich_words and rng.random() < 0.3:
+            words.insert(rng.randint(0, len(words)), rng.choice(OFF_TOPIC))
         return list(dict.fromkeys(words))[:10]
 
     def sample(self, rng: random.Random) -> GarmentExample | None:
@@ -125,6 +157,8 @@ class GarmentSource:
         elif band == "style":
             g = self._garment(kind, main, "plain")
         elif band == "compose":
+            g = self._garment(kind, main, pattern)
+        elif band == "favourite" and self.keep_type:
             g = self._garment(kind, main, pattern)
         elif band == "favourite":
             fav = max(families, key=lambda f: (sum(h.kind == f for h in history), -f))

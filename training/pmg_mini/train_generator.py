@@ -75,6 +75,10 @@ class TrainConfig:
     # share of the batch: its truth at a composing ratio, a history item at 4:0
     bench_examples: str = ""
     p_bench: float = 0.1
+    # fashion: the 3:1 band keeps the target's garment type (``GarmentSource.keep_type``)
+    keep_type: bool = False
+    # fashion: keyword windows as the LLM writes them for shop items (``GarmentSource.rich_words``)
+    rich_words: bool = False
     seed: int = 0
     threads: int = 1
     log_every: int = 25
@@ -316,7 +320,7 @@ def train(cfg: TrainConfig) -> None:
         from pmg.evaluation.benchmarks.garments import load_fashion_mnist
         from training.pmg_mini.fashion import GarmentRenderer, GarmentSource
 
-        source, renderer = GarmentSource(), GarmentRenderer(*load_fashion_mnist(cfg.data, "train"), size=cfg.image_size)
+        source, renderer = GarmentSource(cfg.keep_type, cfg.rich_words), GarmentRenderer(*load_fashion_mnist(cfg.data, "train"), size=cfg.image_size)
         x, metas, index, bench = torch.zeros(0), [], None, []
     else:
         x, metas = load_data(cfg.data, cfg.image_size)
