@@ -3,6 +3,7 @@
 import gzip
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +193,29 @@ def test_clothing_eval_reports_colour_pattern_and_type(mnist, tmp_path, tiny_pip
                            for r in records)
     table = write_tables(records, tmp_path / "res", bench)
     assert "user's main colour" in table and "target's type" in table
+
+
+def test_fashion_generator_training_runs_exports_and_resumes(mnist, tmp_path, capsys):
+    """``train_generator --dataset fashion`` end to end on a tiny U-Net: two steps, a checkpoint, an
+    fp16 export, then a resumed third step that continues from the checkpoint (log and export say 3)."""
+    from training.pmg_mini.train_generator import TrainConfig, train
+
+    unet_cfg = json.loads((Path(__file__).parents[1] / "training/pmg_mini/configs/unet.json").read_text())
+    unet_cfg.update(block_out_channels=[32, 32, 32], norm_num_groups=8, attention_head_dim=4)
+    cfg_path = tmp_path / "unet.json"
+    cfg_path.write_text(json.dumps(unet_cfg))
+    run = tmp_path / "run"
+    common = dict(dataset="fashion", data=str(mnist), run=str(run), unet_config=str(cfg_path), batch_size=4,
+                  warmup=1, ckpt_every=2, export_every=2, log_every=1, keep_type=True, rich_words=True, threads=1)
+    train(TrainConfig(steps=2, **common))
+    assert json.loads((run / "export/unet/train_step.json").read_text()) == {"step": 2}
+    from safetensors.torch import load_file
+
+    weights = load_file(run / "export/unet/diffusion_pytorch_model.safetensors")
+    assert {str(t.dtype) for t in weights.values()} == {"torch.float16"}
+    train(TrainConfig(steps=3, **common))
+    assert "resumed from" in capsys.readouterr().out
+    steps = [int(line.split(",")[0]) for line in (run / "log.csv").read_text().splitlines()[1:]]
+    assert steps == [1, 2, 3]
+    assert json.loads((run / "export/unet/train_step.json").read_text()) == {"step": 3}
+    assert json.loads((run / "config.json").read_text())["keep_type"] is True

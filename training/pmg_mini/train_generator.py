@@ -309,6 +309,43 @@ def read_threads(run: Path, default: int) -> int:
 # ----------------------------------------------------------------------------- loop
 
 
+def batch_source(cfg: TrainConfig):
+    """``(batches, about)``: ``batches(rng)`` -> (rows, images [B, 3, H, W] in [-1, 1]) of the configured
+    data set; ``about`` describes it for the log."""
+    if cfg.dataset == "fashion":
+        from pmg.evaluation.benchmarks.garments import load_fashion_mnist
+        from training.pmg_mini.fashion import GarmentRenderer, GarmentSource
+
+        source = GarmentSource(cfg.keep_type, cfg.rich_words)
+        renderer = GarmentRenderer(*load_fashion_mnist(cfg.data, "train"), size=cfg.image_size)
+        return (lambda rng: compose_fashion(source, renderer, rng, cfg)), "garments drawn on the fly"
+    x, metas = load_data(cfg.data, cfg.image_size)
+    index = EmojiIndex(metas, usage_weights(metas))
+    bench = load_bench_examples(cfg.bench_examples, index)
+    if cfg.bench_examples:
+        print(f"{len(bench)} benchmark train users as examples (p={cfg.p_bench})")
+
+    def batches(rng):
+        rows = compose(metas, index, rng, cfg, bench)
+        return rows, x[torch.tensor([r[3] for r in rows])]
+
+    return batches, f"{len(x)} images"
+
+
+def resume(ckpt_path: Path, unet, ema, opt, rng: random.Random, gen: torch.Generator) -> int:
+    """Load a run's checkpoint into the model, EMA, optimiser and both random streams; its step (0 if none)."""
+    if not ckpt_path.exists():
+        return 0
+    ck = torch.load(ckpt_path, weights_only=False)
+    unet.load_state_dict(ck["unet"])
+    ema.load_state_dict(ck["ema"])
+    opt.load_state_dict(ck["opt"])
+    rng.setstate(ck["py_rng"])
+    gen.set_state(ck["torch_rng"])
+    print(f"resumed from {ckpt_path} at step {ck['step']}")
+    return ck["step"]
+
+
 def train(cfg: TrainConfig) -> None:
     run = Path(cfg.run)
     run.mkdir(parents=True, exist_ok=True)
@@ -316,38 +353,19 @@ def train(cfg: TrainConfig) -> None:
     torch.manual_seed(cfg.seed)
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    if cfg.dataset == "fashion":
-        from pmg.evaluation.benchmarks.garments import load_fashion_mnist
-        from training.pmg_mini.fashion import GarmentRenderer, GarmentSource
-
-        source, renderer = GarmentSource(cfg.keep_type, cfg.rich_words), GarmentRenderer(*load_fashion_mnist(cfg.data, "train"), size=cfg.image_size)
-        x, metas, index, bench = torch.zeros(0), [], None, []
-    else:
-        x, metas = load_data(cfg.data, cfg.image_size)
-        index = EmojiIndex(metas, usage_weights(metas))
-        bench = load_bench_examples(cfg.bench_examples, index)
-        if cfg.bench_examples:
-            print(f"{len(bench)} benchmark train users as examples (p={cfg.p_bench})")
+    batches, about = batch_source(cfg)
     codec = PixelShuffleCodec(factor=cfg.factor, image_size=cfg.image_size)
     tokenizer, encoder = load_minilm()
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
     unet = build_unet(cfg.unet_config, cfg.init_from, cfg.factor)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    step, rng, gen = 0, random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     ckpt_path = run / "ckpt.pt"
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
-        unet.load_state_dict(ck["unet"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"])
-        step = ck["step"]
-        rng.setstate(ck["py_rng"])
-        gen.set_state(ck["torch_rng"])
-        print(f"resumed from {ckpt_path} at step {step}")
+    step = resume(ckpt_path, unet, ema, opt, rng, gen)
     (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     n_params = sum(p.numel() for p in unet.parameters())
-    print(f"{len(x) if cfg.dataset != 'fashion' else 'garments drawn on the fly:'} images, U-Net {n_params / 1e6:.1f}M parameters, {torch.get_num_threads()} threads")
+    print(f"{about}, U-Net {n_params / 1e6:.1f}M parameters, {torch.get_num_threads()} threads")
 
     log_f = open(run / "log.csv", "a", newline="")
     log = csv.writer(log_f)
@@ -359,11 +377,7 @@ def train(cfg: TrainConfig) -> None:
     unet.train()
     t0, losses = time.time(), []
     while step < cfg.steps:
-        if cfg.dataset == "fashion":
-            rows, images = compose_fashion(source, renderer, rng, cfg)
-        else:
-            rows = compose(metas, index, rng, cfg, bench)
-            images = x[torch.tensor([r[3] for r in rows])]
+        rows, images = batches(rng)
         cond, mask = encode_batch(tokenizer, encoder, rows)
         latents = codec.encode(images)
         lr = learning_rate(cfg, step)
@@ -386,15 +400,8 @@ def train(cfg: TrainConfig) -> None:
             t0, losses = time.time(), []
             torch.set_num_threads(read_threads(run, cfg.threads))
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            state = {
-                "unet": unet.state_dict(),
-                "ema": ema.state_dict(),
-                "opt": opt.state_dict(),
-                "step": step,
-                "py_rng": rng.getstate(),
-                "torch_rng": gen.get_state(),
-            }
-            torch_save_atomic(state, ckpt_path)
+            torch_save_atomic({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
+                               "py_rng": rng.getstate(), "torch_rng": gen.get_state()}, ckpt_path)
         if step % cfg.export_every == 0 or step == cfg.steps:
             export(ema, run, step)
     bar.close()
