@@ -139,6 +139,17 @@ def test_fashion_rich_words_name_the_type_inside_shop_phrases():
     assert n > 400 and 0.3 < phrases / n < 0.8 and 0.1 < off_topic / n < 0.5
 
 
+def test_fashion_shop_words_cover_the_benchmark_vocabulary():
+    """The training's shop words include every title extra and description word the clothing benchmark
+    writes (the model card says so: shop text worded otherwise may gain less)."""
+    from pmg.evaluation.benchmarks.clothing import DESCRIPTIONS, TITLE_EXTRAS
+    from training.pmg_mini.fashion import SHOP_WORDS, TITLE_WORDS
+
+    bench = {w for w in TITLE_EXTRAS if w} | {w.strip() for d in DESCRIPTIONS for w in d.split(",")}
+    assert bench <= set(SHOP_WORDS)
+    assert {w for w in TITLE_EXTRAS if w} <= set(TITLE_WORDS)
+
+
 class _OracleScorer:
     """Reads a garment's attributes from the first pixel (type, colour, pattern indices, modulo their counts)."""
 

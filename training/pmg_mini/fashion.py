@@ -39,6 +39,8 @@ SHOP_WORDS = DESCRIPTORS + ["breathable", "winter", "soft fabric", "student styl
                             "office", "smart casual", "weekend", "relaxed", "new season", "slim fit", "oversized",
                             "fashionable", "trendy", "elegant", "sporty", "vintage", "seasonal", "season", "clothes",
                             "outfit", "wardrobe", "style", "quality", "premium", "basic", "modern", "stylish"]
+# the words a shop title puts before the type ("slim fit jeans", "classic frock")
+TITLE_WORDS = SHOP_WORDS[:7] + ["new season", "slim fit", "oversized"]
 OFF_TOPIC = ["plants", "food", "music", "travel", "home", "sports", "books", "gifts", "nature", "shopping"]
 
 
@@ -107,11 +109,12 @@ class GarmentSource:
         if self.rich_words:
             words = [w.replace("-", " ") if rng.random() < 0.3 else w for w in words]
             if rng.random() < 0.6:  # "slim fit jeans": the title's extra word glued to a type word
-                extra = rng.choice(SHOP_WORDS[:7] + ["new season", "slim fit", "oversized"])
+                extra = rng.choice(TITLE_WORDS)
                 words[0] = f"{extra} {words[0]}"
                 if rng.random() < 0.3:
                     words.insert(0, extra)
-            rng.shuffle(words) if rng.random() < 0.3 else None
+            if rng.random() < 0.3:
+                rng.shuffle(words)
         words += rng.sample(self.descriptors, k=rng.randint(0, 2))
         if colour:
             words.insert(rng.randint(0, 1), colour)
@@ -156,9 +159,7 @@ class GarmentSource:
             g = self._garment(kind, t_colour or rng.choice(COLOUR_NAMES), rng.choice(PATTERNS))
         elif band == "style":
             g = self._garment(kind, main, "plain")
-        elif band == "compose":
-            g = self._garment(kind, main, pattern)
-        elif band == "favourite" and self.keep_type:
+        elif band == "compose" or (band == "favourite" and self.keep_type):
             g = self._garment(kind, main, pattern)
         elif band == "favourite":
             fav = max(families, key=lambda f: (sum(h.kind == f for h in history), -f))
