@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from training.pmg_mini.build_data import IconifySet, _slug
@@ -133,3 +134,47 @@ def test_scorer_attribute_weights_become_shares_or_name_the_bad_value():
     for bad in ("1,x,1", "1,1", "-1,1,1", "0,0,0"):
         with pytest.raises(SystemExit, match=f"got {bad!r}"):
             attribute_shares(bad)
+
+
+def _emoji_data(folder, n=12):
+    """A data folder in build_data's layout: images.npy and meta.jsonl, two held-out images."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    np.save(folder / "images.npy", rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8))
+    labels = ["cat face", "dog face", "red heart"]
+    with open(folder / "meta.jsonl", "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"label": labels[i % 3], "tags": ["pet", "animal"][: i % 3], "style": ["noto", "twemoji"][i % 2],
+                                "split": "heldout" if i >= n - 2 else "train"}) + "\n")
+    return folder
+
+
+def test_scorer_training_runs_exports_and_resumes(tmp_path, capsys, monkeypatch):
+    """``train_scorer`` end to end on a tiny from-scratch tower: interrupted right after the step-2
+    checkpoint, run again with the same config, it resumes there and finishes (log, metrics and the
+    exported scorer agree)."""
+    import training.pmg_mini.train_scorer as ts
+
+    from pmg.scoring.mini_clip import MiniCLIP
+
+    save = ts.torch_save_atomic
+
+    def save_then_die(obj, path):
+        save(obj, path)
+        raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    cfg = ts.ScorerConfig(data=str(_emoji_data(tmp_path / "data")), run=str(run), image_tower="cnn", width=8, batch_size=4,
+                          splits="train", steps=4, log_every=1, ckpt_every=2, threads=1)
+    monkeypatch.setattr(ts, "torch_save_atomic", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        ts.train(cfg)
+    assert not (run / "metrics.json").exists()
+    monkeypatch.setattr(ts, "torch_save_atomic", save)
+    ts.train(cfg)
+    assert "resumed at step 2" in capsys.readouterr().out
+    assert [int(r.split(",")[0]) for r in (run / "log.csv").read_text().splitlines()[1:]] == [1, 2, 3, 4]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["step"] == 4 and metrics["n_images"] == 2 and 0.0 <= metrics["label_top1"] <= metrics["label_top5"] == 1.0
+    scorer = MiniCLIP.from_pretrained(run / "export" / "scorer")
+    assert scorer.config.image_tower == "cnn" and scorer.config.width == 8

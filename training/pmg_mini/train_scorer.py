@@ -221,7 +221,7 @@ def retrieval_top5(model, x, metas, tokenizer, encoder) -> dict:
     styles = ["noto style", "twemoji style", "openmoji style"]
     sf = model.encode_text_features(sentence_features(tokenizer, encoder, styles))
     im = model.encode_image(x)
-    top5 = (im @ lf.T).topk(5, dim=1).indices
+    top5 = (im @ lf.T).topk(min(5, len(labels)), dim=1).indices
     want = torch.tensor([labels.index(m["label"]) for m in metas])
     style_pred = (im @ sf.T).argmax(1)
     style_want = torch.tensor([styles.index(f"{m['style']} style") for m in metas])
@@ -234,126 +234,157 @@ def retrieval_top5(model, x, metas, tokenizer, encoder) -> dict:
     }
 
 
+class CaptionIndex:
+    """Every image's caption variants, their MiniLM features (computed once, cached in the run) and, when
+    small enough (garments), the image x caption membership as a matrix: no Python loop per step."""
+
+    def __init__(self, metas: list[dict], tokenizer, encoder, cache: Path):
+        variants = [caption_variants(m) for m in metas]
+        texts = sorted({t for v in variants for t in v})
+        self.text_id = {t: i for i, t in enumerate(texts)}
+        if cache.exists():
+            self.feats = torch.load(cache)
+        else:
+            print(f"encoding {len(texts)} captions")
+            self.feats = sentence_features(tokenizer, encoder, texts)
+            torch.save(self.feats, cache)
+        self.var_ids = [[self.text_id[t] for t in v] for v in variants]
+        self.member = None
+        if len(self.var_ids) * len(texts) <= 50_000_000:
+            self.member = torch.zeros(len(self.var_ids), len(texts), dtype=torch.bool)
+            for i, v in enumerate(self.var_ids):
+                self.member[i, v] = True
+
+    def same_text(self, idx: list[int], tids: torch.Tensor) -> torch.Tensor:
+        """[i, j]: caption ``tids[j]`` is one of image ``idx[i]``'s variants."""
+        if self.member is not None:
+            return self.member[idx][:, tids]
+        sets = [set(self.var_ids[i]) for i in idx]
+        return torch.tensor([[t in s for t in tids.tolist()] for s in sets])
+
+
+def scorer_batch(model, cfg: ScorerConfig, gen, x, captions: CaptionIndex, cached, fresh):
+    """One batch: (image embeddings, caption ids, same-text matrix, garments or None). Fresh garments are
+    rendered anew; otherwise images are drawn from the data folder (their cached frozen features with the
+    alexnet tower)."""
+    if fresh is not None:  # new garments; caption j is true for image i if it is one of i's captions
+        xb, caps, garments = fresh(cfg.batch_size)
+        pick = torch.randint(0, 1000, (cfg.batch_size,), generator=gen).tolist()
+        chosen = [c[p % len(c)] for c, p in zip(caps, pick)]
+        same = torch.tensor([[t in set(c) for t in chosen] for c in caps])
+        tids = torch.tensor([captions.text_id[t] for t in chosen])
+        return model.encode_image(augment(xb, gen, cfg.gray_p)), tids, same, garments
+    idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen)
+    pick = torch.randint(0, 1000, (cfg.batch_size,), generator=gen)
+    tids = torch.tensor([captions.var_ids[i][p % len(captions.var_ids[i])] for i, p in zip(idx.tolist(), pick.tolist())])
+    same = captions.same_text(idx.tolist(), tids)
+    if cached is None:
+        return model.encode_image(augment(x[idx], gen, cfg.gray_p)), tids, same, None
+    view = torch.randint(0, cfg.views, (cfg.batch_size,), generator=gen)
+    return model.encode_backbone_features(*(f[view, idx].float() for f in cached)), tids, same, None
+
+
+def scorer_loss(model, cfg: ScorerConfig, img, txt, same, garments, names: dict, shares: dict) -> torch.Tensor:
+    """The contrastive loss, plus (garments, ``attribute_loss``) every type, colour and pattern by name
+    against each image: the held-out check's own question."""
+    loss = clip_loss(img, txt, same, model.logit_scale)
+    if names:
+        scale = model.logit_scale.exp().clamp(max=100)
+        for key, want in attribute_targets(garments).items():
+            logits = scale * img @ model.encode_text_features(names[key]).T
+            loss = loss + cfg.attribute_loss * shares[key] * F.cross_entropy(logits, want)
+    return loss
+
+
+def resume_scorer(ckpt_path: Path, model, opt, sched, gen) -> int:
+    """Load the run's checkpoint into the model, optimiser, schedule and sampler; its step (0 if none)."""
+    if not ckpt_path.exists():
+        return 0
+    ck = torch.load(ckpt_path, weights_only=False)
+    model.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"]), sched.load_state_dict(ck["sched"])
+    gen.set_state(ck["rng"])
+    print(f"resumed at step {ck['step']}")
+    return ck["step"]
+
+
+def build_scorer(cfg: ScorerConfig, x: torch.Tensor, run: Path):
+    """(mini-CLIP as configured, the cached frozen features of the alexnet tower or None)."""
+    model = MiniCLIP(MiniCLIPConfig(image_size=cfg.image_size, image_tower=cfg.image_tower, width=cfg.width, head_width=cfg.head_width,
+                                    tower_size=cfg.tower_size, dropout=cfg.dropout))
+    model.logit_scale.data.fill_(cfg.logit_scale_init)  # a resumed run loads its own
+    if cfg.image_tower != "alexnet":
+        return model, None
+    model.tower.load_imagenet_weights()
+    return model, cached_views(model, x, cfg, run / "features.pt")
+
+
+def load_scorer_data(cfg: ScorerConfig):
+    """(train images, their metas, held-out images, their metas) from the data folder."""
+    splits = [s for s in cfg.splits.split(",") if s]
+    if not splits or "heldout" in splits:
+        raise SystemExit(f"--splits must name training splits (not 'heldout'), got {cfg.splits!r}")
+    parts = [load_data(cfg.data, cfg.image_size, s) for s in splits]
+    return (torch.cat([p[0] for p in parts]), [m for p in parts for m in p[1]], *load_data(cfg.data, cfg.image_size, "heldout"))
+
+
 def train(cfg: ScorerConfig) -> None:
     run = Path(cfg.run)
     run.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(read_threads(run, cfg.threads))
     torch.manual_seed(cfg.seed)
-    splits = [s for s in cfg.splits.split(",") if s]
-    if not splits or "heldout" in splits:
-        raise SystemExit(f"--splits must name training splits (not 'heldout'), got {cfg.splits!r}")
-    parts = [load_data(cfg.data, cfg.image_size, s) for s in splits]
-    x, metas = torch.cat([p[0] for p in parts]), [m for p in parts for m in p[1]]
-    xv, mv = load_data(cfg.data, cfg.image_size, "heldout")
+    x, metas, xv, mv = load_scorer_data(cfg)
+    if cfg.fresh_garments and cfg.image_tower == "alexnet":
+        raise SystemExit("--fresh-garments renders new images every step: use --image-tower cnn")
+    if cfg.attribute_loss and not cfg.fresh_garments:
+        raise SystemExit("--attribute-loss needs --fresh-garments")
+    shares = attribute_shares(cfg.attribute_weights)
     tokenizer, encoder = load_minilm()
-    variants = [caption_variants(m) for m in metas]
-    texts = sorted({t for v in variants for t in v})
-    text_id = {t: i for i, t in enumerate(texts)}
-    feats_path = run / "text_features.pt"
-    if feats_path.exists():
-        feats = torch.load(feats_path)
-    else:
-        print(f"encoding {len(texts)} captions")
-        feats = sentence_features(tokenizer, encoder, texts)
-        torch.save(feats, feats_path)
-    var_ids = [[text_id[t] for t in v] for v in variants]
-    member = None  # image x caption membership, as a matrix when it is small (garments): no Python loop per step
-    if len(var_ids) * len(texts) <= 50_000_000:
-        member = torch.zeros(len(var_ids), len(texts), dtype=torch.bool)
-        for i, v in enumerate(var_ids):
-            member[i, v] = True
-
-    model = MiniCLIP(MiniCLIPConfig(image_size=cfg.image_size, image_tower=cfg.image_tower, width=cfg.width, head_width=cfg.head_width,
-                                    tower_size=cfg.tower_size, dropout=cfg.dropout))
-    model.logit_scale.data.fill_(cfg.logit_scale_init)  # a resumed run loads its own below
-    cached = None
-    if cfg.image_tower == "alexnet":
-        model.tower.load_imagenet_weights()
-        cached = cached_views(model, x, cfg, run / "features.pt")
+    captions = CaptionIndex(metas, tokenizer, encoder, run / "text_features.pt")
+    model, cached = build_scorer(cfg, x, run)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=max(0.05, 2 / cfg.steps))
-    gen, step = torch.Generator().manual_seed(cfg.seed), 0
+    gen = torch.Generator().manual_seed(cfg.seed)
     ckpt_path = run / "ckpt.pt"
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
-        model.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"]), sched.load_state_dict(ck["sched"])
-        step = ck["step"]
-        gen.set_state(ck["rng"])
-        print(f"resumed at step {step}")
+    step = resume_scorer(ckpt_path, model, opt, sched, gen)
     n_train = sum(p.numel() for p in model.trainable_parameters())
     print(f"{len(x)} images, {n_train / 1e6:.2f}M trained parameters ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M in all)")
     if cfg.export_only:
         cfg = dataclasses.replace(cfg, steps=step)
-    log_f = open(run / "log.csv", "a", newline="")
-    log = csv.writer(log_f)
-    if log_f.tell() == 0:
-        log.writerow(["step", "loss", "sec_per_step", "time"])
-    from tqdm import tqdm
-
-    bar = tqdm(total=cfg.steps, initial=step, unit="step", mininterval=30)
-    t0, losses = time.time(), []
     fresh = FreshGarments(cfg.fresh_garments, cfg.image_size, cfg.seed + step) if cfg.fresh_garments else None
-    if fresh is not None and cached is not None:
-        raise SystemExit("--fresh-garments renders new images every step: use --image-tower cnn")
-    if cfg.attribute_loss and fresh is None:
-        raise SystemExit("--attribute-loss needs --fresh-garments")
     names = {k: sentence_features(tokenizer, encoder, v) for k, v in attribute_names().items()} if cfg.attribute_loss else {}
-    shares = attribute_shares(cfg.attribute_weights)
-    while step < cfg.steps:
-        if fresh is not None:  # new garments; caption j is true for image i if it is one of i's captions
-            xb, caps, garments = fresh(cfg.batch_size)
-            pick = torch.randint(0, 1000, (cfg.batch_size,), generator=gen).tolist()
-            chosen = [c[p % len(c)] for c, p in zip(caps, pick)]
-            same = torch.tensor([[t in set(c) for t in chosen] for c in caps])
-            tids = torch.tensor([text_id[t] for t in chosen])
-            img = model.encode_image(augment(xb, gen, cfg.gray_p))
-        else:
-            idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen)
-            pick = torch.randint(0, 1000, (cfg.batch_size,), generator=gen)
-            tids = torch.tensor([var_ids[i][p % len(var_ids[i])] for i, p in zip(idx.tolist(), pick.tolist())])
-            # caption j is true for image i if it is one of image i's variants
-            if member is not None:
-                same = member[idx][:, tids]
-            else:
-                sets = [set(var_ids[i]) for i in idx.tolist()]
-                same = torch.tensor([[t in s for t in tids.tolist()] for s in sets])
-            if cached is None:
-                img = model.encode_image(augment(x[idx], gen, cfg.gray_p))
-            else:
-                view = torch.randint(0, cfg.views, (cfg.batch_size,), generator=gen)
-                img = model.encode_backbone_features(*(f[view, idx].float() for f in cached))
-        txt = model.encode_text_features(feats[tids])
-        loss = clip_loss(img, txt, same, model.logit_scale)
-        if names:  # every type, colour and pattern by name against each image: the check's own question
-            scale = model.logit_scale.exp().clamp(max=100)
-            for key, want in attribute_targets(garments).items():
-                logits = scale * img @ model.encode_text_features(names[key]).T
-                loss = loss + cfg.attribute_loss * shares[key] * F.cross_entropy(logits, want)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        step += 1
-        losses.append(loss.item())
-        bar.update(1)
-        if step % cfg.log_every == 0:
-            dt = (time.time() - t0) / len(losses)
-            log.writerow([step, f"{np.mean(losses):.4f}", f"{dt:.3f}", int(time.time())])
-            log_f.flush()
-            bar.set_postfix(loss=f"{np.mean(losses):.3f}")
-            t0, losses = time.time(), []
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            torch_save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                               "step": step, "rng": gen.get_state()}, ckpt_path)
-            if fresh is not None:  # garments: held-out composition accuracy as it trains
-                model.eval()
-                bar.write(f"step {step}: {json.dumps(retrieval_top5(model, xv, mv, tokenizer, encoder))}")
-                model.train()
-    bar.close()
+    with open(run / "log.csv", "a", newline="") as log_f:
+        log = csv.writer(log_f)
+        if log_f.tell() == 0:
+            log.writerow(["step", "loss", "sec_per_step", "time"])
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=step, unit="step", mininterval=30)
+        t0, losses = time.time(), []
+        while step < cfg.steps:
+            img, tids, same, garments = scorer_batch(model, cfg, gen, x, captions, cached, fresh)
+            loss = scorer_loss(model, cfg, img, model.encode_text_features(captions.feats[tids]), same, garments, names, shares)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step(), sched.step()
+            step += 1
+            losses.append(loss.item())
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                log.writerow([step, f"{np.mean(losses):.4f}", f"{(time.time() - t0) / len(losses):.3f}", int(time.time())])
+                log_f.flush()
+                bar.set_postfix(loss=f"{np.mean(losses):.3f}")
+                t0, losses = time.time(), []
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                torch_save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                                   "step": step, "rng": gen.get_state()}, ckpt_path)
+                if fresh is not None:  # garments: held-out composition accuracy as it trains
+                    model.eval()
+                    bar.write(f"step {step}: {json.dumps(retrieval_top5(model, xv, mv, tokenizer, encoder))}")
+                    model.train()
+        bar.close()
     model.eval()
-    metrics = retrieval_top5(model, xv, mv, tokenizer, encoder)
+    metrics = {**retrieval_top5(model, xv, mv, tokenizer, encoder), "step": step}
     print(json.dumps(metrics, indent=2))
-    metrics["step"] = step
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     model.save_pretrained(run / "export" / "scorer")
 
