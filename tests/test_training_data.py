@@ -178,3 +178,20 @@ def test_scorer_training_runs_exports_and_resumes(tmp_path, capsys, monkeypatch)
     assert metrics["step"] == 4 and metrics["n_images"] == 2 and 0.0 <= metrics["label_top1"] <= metrics["label_top5"] == 1.0
     scorer = MiniCLIP.from_pretrained(run / "export" / "scorer")
     assert scorer.config.image_tower == "cnn" and scorer.config.width == 8
+
+
+def test_emoji_catalogue_drops_flags_and_components_and_sorts_by_group(tmp_path):
+    from training.pmg_mini.build_data import emoji_catalogue
+
+    en = tmp_path / "en"
+    en.mkdir()
+    (en / "messages.json").write_text(json.dumps({
+        "groups": [{"order": 0, "key": "smileys-emotion"}, {"order": 1, "key": "component"}, {"order": 2, "key": "flags"}],
+        "subgroups": [{"order": 0, "key": "face-smiling"}, {"order": 1, "key": "face-sad"}]}))
+    entries = [{"hexcode": "1F622", "group": 0, "subgroup": 1, "order": 5}, {"hexcode": "1F3FB", "group": 1, "subgroup": 0},
+               {"hexcode": "1F1EB-1F1F7", "group": 2}, {"hexcode": "1F600", "group": 0, "subgroup": 0, "order": 1},
+               {"hexcode": "1F601", "group": 0, "subgroup": 0, "order": 2}, {"hexcode": "1F47E"}]  # no group: dropped
+    (en / "data.json").write_text(json.dumps(entries))
+    data, groups, subgroups = emoji_catalogue(tmp_path)
+    assert [e["hexcode"] for e in data] == ["1F600", "1F601", "1F622"]
+    assert groups[0] == "smileys-emotion" and subgroups[1] == "face-sad"

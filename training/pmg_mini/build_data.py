@@ -215,18 +215,48 @@ def heldout(hexcode: str, style: str, seed: int) -> bool:
     return int.from_bytes(h[:4], "little") / 2**32 < HELDOUT_FRACTION
 
 
+def emoji_catalogue(emojibase: Path) -> tuple[list[dict], dict, dict]:
+    """Emojibase's English data without the skipped groups, in group/subgroup order, and the group and
+    subgroup names by number."""
+    messages = json.loads((emojibase / "en" / "messages.json").read_text())
+    groups = {g["order"]: g["key"] for g in messages["groups"]}
+    subgroups = {g["order"]: g["key"] for g in messages["subgroups"]}
+    data = json.loads((emojibase / "en" / "data.json").read_text())
+    data = [e for e in data if e.get("group") is not None and groups[e["group"]] not in SKIP_GROUPS]
+    data.sort(key=lambda e: (e["group"], e.get("subgroup", 0), e.get("order", 0), e["hexcode"]))
+    return data, groups, subgroups
+
+
+def write_data(out: Path, images: list, meta: list[dict], seed: int) -> dict:
+    """images.npy, meta.jsonl, ATTRIBUTION.md and summary.json; the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "images.npy", np.stack(images))
+    with open(out / "meta.jsonl", "w") as f:
+        for m in meta:
+            f.write(json.dumps(m, ensure_ascii=False) + "\n")
+    (out / "ATTRIBUTION.md").write_text(ATTRIBUTION)
+    summary = {
+        "images": len(meta),
+        "concepts": len({m["hexcode"] for m in meta}),
+        "per_style": dict(collections.Counter(m["style"] for m in meta)),
+        "styles": list(STYLES),
+        "scorer_styles": list(SCORER_STYLES),
+        "per_group": dict(collections.Counter(m["group"] for m in meta)),
+        "per_split": dict(collections.Counter(m["split"] for m in meta)),
+        "size": SIZE,
+        "seed": seed,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def build(out: Path, cache: Path, seed: int = 0) -> dict:
     if not NOTO_FONT.exists():
         raise SystemExit(f"{NOTO_FONT} is missing: run `apt-get install fonts-noto-color-emoji` first")
     roots = fetch_npm(cache)
     twemoji_dir = next(p.parent for p in roots["twemoji"].rglob("1f600.svg"))
     roots["twemoji"] = twemoji_dir
-    messages = json.loads((roots["emojibase"] / "en" / "messages.json").read_text())
-    groups = {g["order"]: g["key"] for g in messages["groups"]}
-    subgroups = {g["order"]: g["key"] for g in messages["subgroups"]}
-    data = json.loads((roots["emojibase"] / "en" / "data.json").read_text())
-    data = [e for e in data if e.get("group") is not None and groups[e["group"]] not in SKIP_GROUPS]
-    data.sort(key=lambda e: (e["group"], e.get("subgroup", 0), e.get("order", 0), e["hexcode"]))
+    data, groups, subgroups = emoji_catalogue(roots["emojibase"])
 
     font = ImageFont.truetype(str(NOTO_FONT), 109)
     images, meta = [], []
@@ -267,25 +297,7 @@ def build(out: Path, cache: Path, seed: int = 0) -> dict:
         for e in tqdm([e for e in data if e["hexcode"] in built], desc=f"rendering {style}", unit="emoji"):
             name = icons.name_for(e)
             add(e, style, icons.render(name) if name else None, "scorer")
-    out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "images.npy", np.stack(images))
-    with open(out / "meta.jsonl", "w") as f:
-        for m in meta:
-            f.write(json.dumps(m, ensure_ascii=False) + "\n")
-    (out / "ATTRIBUTION.md").write_text(ATTRIBUTION)
-    summary = {
-        "images": len(meta),
-        "concepts": len({m["hexcode"] for m in meta}),
-        "per_style": dict(collections.Counter(m["style"] for m in meta)),
-        "styles": list(STYLES),
-        "scorer_styles": list(SCORER_STYLES),
-        "per_group": dict(collections.Counter(m["group"] for m in meta)),
-        "per_split": dict(collections.Counter(m["split"] for m in meta)),
-        "size": SIZE,
-        "seed": seed,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return write_data(out, images, meta, seed)
 
 
 def main() -> None:
