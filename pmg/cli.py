@@ -458,6 +458,30 @@ def cmd_eval(args) -> int:
     return _eval_images(args, bench, out, cache)
 
 
+def _emoji_references(args):
+    """Every real emoji of each art style, for the ideal-image rank (emoticons, when the art is built)."""
+    if args.benchmark != "emoticons" or not (args.art / "meta.jsonl").is_file():
+        return None
+    from pmg.evaluation.run import EmojiReferences
+
+    return EmojiReferences(args.art)
+
+
+def _eval_table3(args, pmg, bench: Path, out: Path, cfg, cache: Path) -> int:
+    """Table 3: PMG once per adapter folder (P-Tuning on/off x L), with their training logs' val. losses."""
+    from pmg.evaluation.run import evaluate_adapters, write_table3
+    from pmg.soft.embedder import load_soft
+
+    adapters = {a.name: load_soft(a, generator=pmg.generator.name, embed_dim=pmg.generator.embed_dim,
+                                  generator_revision=pmg.generator.revision, cache_dir=cache)
+                for a in args.adapters}
+    logs = {a.name: json.loads((a / "training_log.json").read_text()) for a in args.adapters if (a / "training_log.json").is_file()}
+    records = evaluate_adapters(pmg, adapters, bench, args.split, cfg, limit=args.limit, references=_emoji_references(args))
+    print(write_table3(records, out, logs))
+    print(f"\nwrote {out}/table3.md, table3.csv")
+    return 0
+
+
 def _eval_images(args, bench: Path, out: Path, cache: Path) -> int:
     """Tables 2 and 3 (and the ideal-image check) on a benchmark with images."""
     from pmg.api import PMG, GenerationConfig
@@ -470,20 +494,8 @@ def _eval_images(args, bench: Path, out: Path, cache: Path) -> int:
     cfg = GenerationConfig(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
                            weighting=args.weighting, alpha=args.alpha)
     if args.adapters:
-        from pmg.evaluation.run import evaluate_adapters, write_table3
-        from pmg.soft.embedder import load_soft
-
-        adapters = {a.name: load_soft(a, generator=pmg.generator.name, embed_dim=pmg.generator.embed_dim,
-                                      generator_revision=pmg.generator.revision, cache_dir=cache)
-                    for a in args.adapters}
-        print(write_table3(evaluate_adapters(pmg, adapters, bench, args.split, cfg, limit=args.limit), out))
-        print(f"\nwrote {out}/table3.md, table3.csv")
-        return 0
-    references = None
-    if args.benchmark == "emoticons" and (args.art / "meta.jsonl").is_file():
-        from pmg.evaluation.run import EmojiReferences
-
-        references = EmojiReferences(args.art)  # the ideal-image rank among all real emoji of each style
+        return _eval_table3(args, pmg, bench, out, cfg, cache)
+    references = _emoji_references(args)
     records = evaluate_split(pmg, bench, args.split, cfg, limit=args.limit, references=references,
                              strip_attributes=args.style_from_images,
                              variants=TABLE2_VARIANTS[:1] if args.style_from_images else TABLE2_VARIANTS)

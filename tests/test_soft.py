@@ -174,4 +174,17 @@ def test_table3_has_a_row_per_adapter(llm_dir, tmp_path, tiny_pipe, art):
     assert [(r["p_tuning"], r["L"]) for r in rows] == [("True", "2"), ("True", "4"), ("False", "2"), ("False", "4")]
     n_test = len(json.loads((tmp_path / "bm" / "split.json").read_text())["test"])
     assert n_test > 0 and all(int(r["users"]) == n_test for r in rows)
-    assert table.count("\n") == 5
+    assert table.count("\n") == 5 and "ideal" not in table and "val. loss" not in table
+    # with the real emoji as references and the adapters' training logs: the ideal-image column and the val. loss
+    from pmg.evaluation.run import EmojiReferences
+
+    recs = evaluate_adapters(pmg, adapters, tmp_path / "bm", "test", GenerationConfig(num_inference_steps=1),
+                             references=EmojiReferences(art))
+    logs = {"L2-True": {"val_trained": 0.12, "val_keywords_only": 0.125, "best_step": 100}}
+    table = write_table3(recs, tmp_path / "res", logs)
+    rows = {r["adapter"]: r for r in csv.DictReader(open(tmp_path / "res" / "table3.csv"))}
+    assert all(0 <= float(r["ideal_top5_mean"]) <= 100 for r in rows.values())
+    hits = [100 * r["ideal_top5"] for r in recs if r["adapter"] == "L4-False"]
+    assert float(rows["L4-False"]["ideal_top5_mean"]) == pytest.approx(sum(hits) / len(hits))
+    assert rows["L2-True"]["val_trained"] == "0.12" and rows["L2-True"]["best_step"] == "100" and rows["L4-True"]["val_trained"] == ""
+    assert "0.12000 / 0.12500 (100)" in table and table.count("| – |") == 3

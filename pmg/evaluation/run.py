@@ -389,31 +389,47 @@ def write_movie_table(records: list[dict], out: Path) -> str:
 
 
 def evaluate_adapters(pmg: PMG, adapters: dict[str, object], bench: Path, split: str, config: GenerationConfig,
-                      *, limit: int | None = None) -> list[dict]:
-    """Table 3: the full PMG variant once per soft-embedding adapter (a ``SoftEmbedder`` each)."""
+                      *, limit: int | None = None, references: EmojiReferences | None = None) -> list[dict]:
+    """Table 3: the full PMG variant once per soft-embedding adapter (a ``SoftEmbedder`` each); with
+    ``references``, the ideal-image rank of each chosen image too."""
     records = []
     for name, soft in adapters.items():
         pmg.soft = soft
         cfg = soft.model.config
-        for r in evaluate_split(pmg, bench, split, config, limit=limit, variants=(TABLE2_VARIANTS[0],), progress=False):
+        for r in evaluate_split(pmg, bench, split, config, limit=limit, variants=(TABLE2_VARIANTS[0],), progress=False,
+                                references=references):
             records.append({**r, "adapter": name, "p_tuning": cfg.use_prefix, "L": cfg.num_mm_tokens})
     return records
 
 
-def write_table3(records: list[dict], out: Path) -> str:
-    """LPIPS / SSIM against the history for with/without P-Tuning x L (paper Table 3)."""
+def write_table3(records: list[dict], out: Path, training_logs: dict[str, dict] | None = None) -> str:
+    """LPIPS / SSIM against the history for with/without P-Tuning x L (paper Table 3); the ideal image
+    in the 5 nearest when the records have it, and each adapter's held-out denoising loss (trained vs
+    keywords alone, best step) from its ``training_log.json`` when given (``training_logs``: by adapter name)."""
     out.mkdir(parents=True, exist_ok=True)
-    keys = sorted({(r["p_tuning"], r["L"]) for r in records}, key=lambda k: (not k[0], k[1]))
-    md = ["| P-Tuning v2 | L | LPIPS history ↓ | SSIM history ↑ | users |", "|---|---|---|---|---|"]
+    logs = training_logs or {}
+    keys = sorted({(r["p_tuning"], r["L"], r["adapter"]) for r in records}, key=lambda k: (not k[0], k[1], k[2]))
+    ideal = any("ideal_top5" in r for r in records)
+    head = ["P-Tuning v2", "L", "LPIPS history ↓", "SSIM history ↑"] + (["ideal image in 5 nearest, %"] if ideal else [])
+    head += ["val. loss trained / keywords only (best step)"] if logs else []
+    md = ["| " + " | ".join(head + ["users"]) + " |", "|" + "---|" * (len(head) + 1)]
     with open(out / "table3.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["p_tuning", "L", "lpips_history_mean", "lpips_history_ci_low", "lpips_history_ci_high",
-                    "ssim_history_mean", "ssim_history_ci_low", "ssim_history_ci_high", "users"])
-        for pt, L in keys:
-            rs = [r for r in records if r["p_tuning"] == pt and r["L"] == L]
+        w.writerow(["p_tuning", "L", "adapter", "lpips_history_mean", "lpips_history_ci_low", "lpips_history_ci_high",
+                    "ssim_history_mean", "ssim_history_ci_low", "ssim_history_ci_high", "ideal_top5_mean", "ideal_top5_ci_low",
+                    "ideal_top5_ci_high", "val_trained", "val_keywords_only", "best_step", "users"])
+        for pt, L, name in keys:
+            rs = [r for r in records if (r["p_tuning"], r["L"], r["adapter"]) == (pt, L, name)]
             lp, ss = bootstrap_ci([r["lpips_history"] for r in rs]), bootstrap_ci([r["ssim_history"] for r in rs])
-            w.writerow([pt, L, *[f"{x:.6f}" for x in (*lp, *ss)], len(rs)])
-            md.append(f"| {'yes' if pt else 'no'} | {L} | {format_ci(*lp)} | {format_ci(*ss)} | {len(rs)} |")
+            top5 = bootstrap_ci([100 * r["ideal_top5"] for r in rs if "ideal_top5" in r])
+            log = logs.get(name, {})
+            val = [log.get("val_trained"), log.get("val_keywords_only"), log.get("best_step")]
+            w.writerow([pt, L, name, *[f"{x:.6f}" for x in (*lp, *ss, *top5)], *["" if v is None else v for v in val], len(rs)])
+            cells = [f"{'yes' if pt else 'no'}", str(L), format_ci(*lp), format_ci(*ss)]
+            cells += [format_ci(*top5, digits=1)] if ideal else []
+            if logs:
+                cells.append(f"{val[0]:.5f} / {val[1]:.5f} ({val[2]})" if None not in val else "–")
+            md.append("| " + " | ".join(cells + [str(len(rs))]) + " |")
     table = "\n".join(md)
     (out / "table3.md").write_text(table + "\n")
     return table
