@@ -66,7 +66,7 @@ def run(ext, users, batched: bool) -> tuple[list, float]:
     return res, time.perf_counter() - t0
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--llm", default="smollm2")
     ap.add_argument("--backend", default="auto")
@@ -78,13 +78,11 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--no-batched", action="store_true", help="skip the batched run (cold one-at-a-time only)")
-    a = ap.parse_args()
-    import torch
+    return ap.parse_args()
 
-    from pmg.keywords.ground import SentenceEmbedder
 
-    torch.set_num_threads(a.threads)
-    embed = SentenceEmbedder()
+def load_sets(a) -> dict[str, tuple[list, dict, list[str]]]:
+    """(users, ground truth, ids) of each benchmark that is built."""
     sets = {}
     for name, bench in (("emoticons", a.emoticons), ("movies", a.movies)):
         if not (bench / "split.json").is_file():
@@ -92,56 +90,85 @@ def main() -> None:
             continue
         ids = json.loads((bench / "split.json").read_text())[a.split][: a.limit]
         sets[name] = ([load_user(bench / "users" / f"{i}.json") for i in ids], json.loads((bench / "ground_truth.json").read_text()), ids)
+    return sets
+
+
+def timed_keywords(a, users) -> tuple[list, float, list, float]:
+    """Keywords cold one user at a time (no cache), then batched (a fresh cache): results and seconds of each."""
+    with tempfile.TemporaryDirectory() as tmp:
+        def extractor(cache_dir):
+            return build_extractor(a.llm, backend=a.backend, threads=a.threads, model_cache_dir=Path.home() / ".cache" / "pmg",
+                                   cache_dir=cache_dir, ground=not a.no_ground, structured=not a.free_text)
+
+        ext = extractor(None)
+        res, cold_s = run(ext, users, batched=False)
+        if a.no_batched:
+            return ext, res, cold_s, res, float("nan")
+        res_b, batch_s = run(extractor(tmp), users, batched=True)
+    return ext, res, cold_s, res_b, batch_s
+
+
+def junk_keywords(users, res) -> tuple[int, list[str]]:
+    """(number of keywords, the junk ones)."""
+    prompt_words = load_prompt_set(users[0].scenario.value).words()
+    n_kw, bad = 0, []
+    for u, r in zip(users, res):
+        text = user_text(u)
+        for k in r.preference + r.target:
+            n_kw += 1
+            if junk(k, text, prompt_words):
+                bad.append(k)
+    return n_kw, bad
+
+
+def report_emoticons(ids, res, truth, embed) -> None:
+    theme, mood, misses = [], [], []
+    for uid, r in zip(ids, res):
+        t = truth[uid]
+        words = {w for k in r.preference for w in content_words(k)}
+        hit = bool(words & THEME_WORDS[t["theme"]])
+        if not hit and r.preference:
+            hit = float((embed(r.preference) @ embed([t["theme"]]).T).max()) >= 0.6
+        theme.append(float(hit))
+        if not hit:
+            misses.append(f"{uid} ({t['theme']}): {r.preference}")
+        mood.append(float(any(k in MOOD_WORDS[t["mood"]] or any(w in MOOD_WORDS[t["mood"]] for w in k.split()) for k in r.target)))
+    print(f"  theme recovered in the top 10       {bootstrap_ci(theme)[0]:.3f}")
+    print(f"  target names the mood                {bootstrap_ci(mood)[0]:.3f}")
+    for m in misses[:8]:
+        print(f"    theme missed: {m}")
+
+
+def report_movies(ids, res, truth) -> None:
+    from pmg.evaluation.benchmarks.movies import keyword_coverage
+
+    cov = [keyword_coverage(r.preference, truth[uid]["history_genres"]) for uid, r in zip(ids, res)]
+    tcov = [keyword_coverage(r.target, [g for g in truth[uid]["target_genres"] if g != "(no genres listed)"]) for uid, r in zip(ids, res)]
+    print(f"  history genre coverage               {bootstrap_ci(cov)[0]:.3f}")
+    print(f"  target genre coverage                {bootstrap_ci(tcov)[0]:.3f}")
+
+
+def main() -> None:
+    a = parse_args()
+    import torch
+
+    from pmg.keywords.ground import SentenceEmbedder
+
+    torch.set_num_threads(a.threads)
+    embed = SentenceEmbedder()
+    sets = load_sets(a)
     print(f"config: llm {a.llm}, backend {a.backend}, {'free text' if a.free_text else 'JSON-constrained where supported'}, "
           f"{'no grounding' if a.no_ground else 'grounded'}, {a.threads} threads")
     for name, (users, truth, ids) in sets.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            ext = build_extractor(a.llm, backend=a.backend, threads=a.threads, model_cache_dir=Path.home() / ".cache" / "pmg",
-                                  cache_dir=None, ground=not a.no_ground, structured=not a.free_text)
-            res, cold_s = run(ext, users, batched=False)
-            if a.no_batched:
-                res_b, batch_s = res, float("nan")
-            else:
-                ext_b = build_extractor(a.llm, backend=a.backend, threads=a.threads, model_cache_dir=Path.home() / ".cache" / "pmg",
-                                        cache_dir=tmp, ground=not a.no_ground, structured=not a.free_text)
-                res_b, batch_s = run(ext_b, users, batched=True)
-        prompt_words = load_prompt_set(users[0].scenario.value).words()
-        n_kw = n_junk = 0
-        examples = []
-        for u, r in zip(users, res):
-            text = user_text(u)
-            for k in r.preference + r.target:
-                n_kw += 1
-                if junk(k, text, prompt_words):
-                    n_junk += 1
-                    examples.append(k)
+        ext, res, cold_s, res_b, batch_s = timed_keywords(a, users)
+        n_kw, bad = junk_keywords(users, res)
         same = sum(r.preference == b.preference and r.target == b.target for r, b in zip(res, res_b))
         print(f"\n{name} ({a.split}, {len(users)} users) — backend {ext.llm.name}")
         if name == "emoticons":
-            theme, mood, misses = [], [], []
-            for uid, r in zip(ids, res):
-                t = truth[uid]
-                words = {w for k in r.preference for w in content_words(k)}
-                hit = bool(words & THEME_WORDS[t["theme"]])
-                if not hit and r.preference:
-                    hit = float((embed(r.preference) @ embed([t["theme"]]).T).max()) >= 0.6
-                theme.append(float(hit))
-                if not hit:
-                    misses.append(f"{uid} ({t['theme']}): {r.preference}")
-                mood.append(float(any(k in MOOD_WORDS[t["mood"]] or any(w in MOOD_WORDS[t["mood"]] for w in k.split())
-                                      for k in r.target)))
-            print(f"  theme recovered in the top 10       {bootstrap_ci(theme)[0]:.3f}")
-            print(f"  target names the mood                {bootstrap_ci(mood)[0]:.3f}")
-            for m in misses[:8]:
-                print(f"    theme missed: {m}")
+            report_emoticons(ids, res, truth, embed)
         else:
-            from pmg.evaluation.benchmarks.movies import keyword_coverage
-
-            cov = [keyword_coverage(r.preference, truth[uid]["history_genres"]) for uid, r in zip(ids, res)]
-            tcov = [keyword_coverage(r.target, [g for g in truth[uid]["target_genres"] if g != "(no genres listed)"]) for uid, r in zip(ids, res)]
-            print(f"  history genre coverage               {bootstrap_ci(cov)[0]:.3f}")
-            print(f"  target genre coverage                {bootstrap_ci(tcov)[0]:.3f}")
-        print(f"  junk rate                            {n_junk / max(1, n_kw):.3f}  ({n_junk} of {n_kw}; e.g. {examples[:6]})")
+            report_movies(ids, res, truth)
+        print(f"  junk rate                            {len(bad) / max(1, n_kw):.3f}  ({len(bad)} of {n_kw}; e.g. {bad[:6]})")
         print(f"  s/user cold, one at a time           {cold_s / len(users):.2f}")
         print(f"  s/user batched                       {batch_s / len(users):.2f}  ({cold_s / batch_s:.2f}x; "
               f"{same}/{len(users)} users with the same keywords as one at a time)")
