@@ -55,7 +55,6 @@ def main() -> None:
         kw = pmg.keywords(user)
         cold = time.perf_counter() - t0
         cached, _ = timed(lambda: pmg.keywords(user), a.repeats)
-    cfg = GenerationConfig(num_inference_steps=a.steps)
     rows = [("load models", load_s), ("LLM keywords, cold", cold), ("LLM keywords, cached", cached)]
     backend_rows = compare_backends(user, a.threads)
     soft = None
@@ -65,6 +64,7 @@ def main() -> None:
         rows.append(("soft embeddings", s))
     pipe = pmg.generator
     a.steps = a.steps or pipe.default_steps
+    cfg = GenerationConfig(num_inference_steps=a.steps, weights=pipe.default_grid)
     gen = lambda: pipe(kw.target, kw.preference, weights=cfg.weights, soft_embeds=soft,  # noqa: E731
                        num_inference_steps=a.steps, generator=torch.Generator().manual_seed(0))
     gen()  # warm-up

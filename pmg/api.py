@@ -53,11 +53,37 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("PMG_CACHE_DIR", Path.home() / ".cache" / "pmg"))
 
 
+def _checked_grid(weights) -> tuple[tuple[float, float], ...]:
+    """A grid as given ('0:4,2:2' or pairs) -> validated (w_p, w_t) float pairs, or ConfigError naming the bad value."""
+    from pmg.conditioning.weighting import parse_grid
+    from pmg.limits import MAX_GRID, MAX_WEIGHT, check_number
+
+    if isinstance(weights, str):
+        try:
+            weights = parse_grid(weights)
+        except ValueError as e:
+            raise ConfigError(f"weights: {e}") from None
+    try:
+        pairs = tuple((float(wp), float(wt)) for wp, wt in weights)
+    except (TypeError, ValueError):
+        raise ConfigError(f"weights must be (w_p, w_t) pairs, got {weights!r}") from None
+    if not 1 <= len(pairs) <= MAX_GRID:
+        raise ConfigError(f"weights: the grid must have 1 to {MAX_GRID} pairs, got {len(pairs)}")
+    for wp, wt in pairs:
+        check_number(wp, "weights (w_p)", 0.0, MAX_WEIGHT)
+        check_number(wt, "weights (w_t)", 0.0, MAX_WEIGHT)
+        try:
+            normalize_weights(wp, wt)
+        except ValueError as e:
+            raise ConfigError(f"weights: {e}") from None
+    return pairs
+
+
 @dataclass
 class GenerationConfig:
     seed: int = 0
     alpha: float | None = None  # None: the generator's default_alpha (the paper's 0.5 unless its folder says)
-    weights: tuple[tuple[float, float], ...] = DEFAULT_GRID
+    weights: tuple[tuple[float, float], ...] | None = None  # None: the generator's default_grid (the paper's 0:4 ... 4:0 unless its folder says)
     num_inference_steps: int | None = None  # None: the generator's default_steps (pmg-mini: 10)
     guidance_scale: float = 4.0
     negative_prompt: str = ""
@@ -67,8 +93,8 @@ class GenerationConfig:
 
     def __post_init__(self):
         """The one place generation options are validated (the CLI and the service only parse)."""
-        from pmg.conditioning.weighting import parse_grid
-        from pmg.limits import MAX_GRID, MAX_GUIDANCE, MAX_STEPS, MAX_WEIGHT, check_number, check_seed
+        from pmg.conditioning.weighting import WEIGHTINGS
+        from pmg.limits import MAX_GUIDANCE, MAX_STEPS, check_number, check_seed
 
         check_seed(self.seed, "seed")
         if self.alpha is not None:
@@ -78,27 +104,8 @@ class GenerationConfig:
             steps = self.num_inference_steps
             if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
                 raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
-        if isinstance(self.weights, str):
-            try:
-                self.weights = parse_grid(self.weights)
-            except ValueError as e:
-                raise ConfigError(f"weights: {e}") from None
-        try:
-            pairs = tuple((float(wp), float(wt)) for wp, wt in self.weights)
-        except (TypeError, ValueError):
-            raise ConfigError(f"weights must be (w_p, w_t) pairs, got {self.weights!r}") from None
-        if not 1 <= len(pairs) <= MAX_GRID:
-            raise ConfigError(f"weights: the grid must have 1 to {MAX_GRID} pairs, got {len(pairs)}")
-        for wp, wt in pairs:
-            check_number(wp, "weights (w_p)", 0.0, MAX_WEIGHT)
-            check_number(wt, "weights (w_t)", 0.0, MAX_WEIGHT)
-            try:
-                normalize_weights(wp, wt)
-            except ValueError as e:
-                raise ConfigError(f"weights: {e}") from None
-        self.weights = pairs
-        from pmg.conditioning.weighting import WEIGHTINGS
-
+        if self.weights is not None:
+            self.weights = _checked_grid(self.weights)
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if len(self.negative_prompt) > 1000:
@@ -226,11 +233,13 @@ class PMG:
         return self.generate_many([user], [config], keywords=[keywords], callback=callback)[0]
 
     def _resolve_defaults(self, config: GenerationConfig) -> GenerationConfig:
-        """The generator's own steps and alpha where the config leaves them open (the manifest records them)."""
+        """The generator's own steps, alpha and grid where the config leaves them open (the manifest records them)."""
         if config.num_inference_steps is None:
             config = dataclasses.replace(config, num_inference_steps=self.generator.default_steps)
         if config.alpha is None:
             config = dataclasses.replace(config, alpha=getattr(self.generator, "default_alpha", 0.5))
+        if config.weights is None:
+            config = dataclasses.replace(config, weights=getattr(self.generator, "default_grid", DEFAULT_GRID))
         return config
 
     def generate_many(self, users: list[UserBehaviours], configs: list[GenerationConfig | None], *,

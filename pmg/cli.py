@@ -62,7 +62,8 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", default=None, help="diffusers scheduler class to use instead of the folder's (e.g. DDIMScheduler)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--alpha", type=float, default=None, help="z = a log d_p + (1-a) log d_t (default: the generator's own; the paper's 0.5)")
-    p.add_argument("--weights", default="0:4,1:3,2:2,3:1,4:0", help="grid of w_p:w_t ratios")
+    p.add_argument("--weights", default=None,
+                   help="grid of w_p:w_t ratios (default: the generator's own; the paper's 0:4,1:3,2:2,3:1,4:0 unless its folder says)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own, 10 for pmg-mini)")
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     p.add_argument("--weighting", choices=WEIGHTINGS, default="embedding",
@@ -89,7 +90,7 @@ def _generation_config(args):
     from pmg.conditioning.weighting import parse_grid
 
     try:
-        weights = parse_grid(args.weights)
+        weights = None if args.weights is None else parse_grid(args.weights)
     except ValueError as e:
         raise PMGError(f"--weights: {e}") from None
     return GenerationConfig(seed=args.seed, alpha=args.alpha, weights=weights, num_inference_steps=args.steps,

@@ -31,6 +31,7 @@ def test_pmg_mini_layout_loads(tmp_path):
     assert pipe.name == "tiny-mini" and pipe.window == 16
     assert type(pipe.scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
     assert pipe.default_steps == 20 and pipe.default_alpha == 0.5  # neither in model_index.json: the paper's a
+    assert pipe.default_grid == ((0, 4), (1, 3), (2, 2), (3, 1), (4, 0))  # and the paper's grid
 
 
 def test_model_default_steps_are_used_and_checked(tmp_path):
@@ -72,6 +73,24 @@ def test_model_default_alpha_is_read_and_checked(tmp_path):
         (folder / "model_index.json").write_text(json.dumps({**index, "default_alpha": bad}))
         with pytest.raises(ModelLoadError, match=f"default_alpha must be a number from 0 to 1, got {bad!r}"):
             load_generator(folder)
+
+
+def test_model_default_grid_is_read_and_checked(tmp_path):
+    import json
+
+    import pytest
+
+    from pmg.errors import ModelLoadError
+
+    folder = save_tiny_pmg_mini(tmp_path / "mini")
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "default_grid": "0:4, 2:2,5:1,4:0"}))
+    assert load_generator(folder).default_grid == ((0, 4), (2, 2), (5, 1), (4, 0))
+    for bad, why in (("0:4,x:1", "'x:1' is not of the form"), ("0:0", "not both 0"), ("", "'' is not of the form"), (3, "got 3")):
+        (folder / "model_index.json").write_text(json.dumps({**index, "default_grid": bad}))
+        with pytest.raises(ModelLoadError, match="default_grid must be ratios like") as e:
+            load_generator(folder)
+        assert why in str(e.value)
 
 
 def test_clip_scorer_from_folder(tmp_path):

@@ -52,6 +52,20 @@ def test_unset_steps_resolve_to_the_generator_default():
     assert res.config.num_inference_steps == 2
 
 
+def test_unset_grid_resolves_to_the_generator_default_and_an_explicit_one_wins():
+    from helpers import tiny_pipeline
+
+    pipe = tiny_pipeline(0)
+    pmg = PMG(KeywordExtractor(ScriptedLLM(_answer)), pipe, ColourScorer())
+    assert pipe.default_grid == ((0, 4), (1, 3), (2, 2), (3, 1), (4, 0))
+    pipe.default_grid = ((0, 4), (2, 2), (5, 1))
+    res = pmg.generate(parse_user(USER), GenerationConfig(num_inference_steps=1))
+    assert res.config.weights == ((0, 4), (2, 2), (5, 1))  # what the manifest records
+    assert [(c.w_p, c.w_t) for c in res.candidates] == [(0, 4), (2, 2), (5, 1)]
+    explicit = pmg.generate(parse_user(USER), GenerationConfig(num_inference_steps=1, weights="1:3,4:0"))
+    assert [(c.w_p, c.w_t) for c in explicit.candidates] == [(1, 3), (4, 0)]
+
+
 def test_unset_alpha_resolves_to_the_generator_default_and_moves_the_choice():
     from helpers import tiny_pipeline
 

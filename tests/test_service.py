@@ -56,7 +56,8 @@ def test_generate_equals_the_library(client, tiny_pipe):
 
 def test_health_models_keywords_and_jobs(client):
     assert client.get("/v1/health").json() == {"status": "ready"}
-    assert client.get("/v1/models").json()["generator"] == "tiny"
+    models = client.get("/v1/models").json()
+    assert models["generator"] == "tiny" and models["default_grid"] == [[0, 4], [1, 3], [2, 2], [3, 1], [4, 0]]
     kw = client.post("/v1/keywords", json={k: v for k, v in body().items() if k != "options"}).json()
     assert kw["preference"][0] == "cat" and kw["target"][0] == "happy"
     job = client.post("/v1/jobs", json=body(seed=3))

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-__all__ = ["DEFAULT_GRID", "WEIGHTINGS", "parse_grid", "normalize_weights", "weighted_context", "context_mask", "pad_uncond",
+__all__ = ["DEFAULT_GRID", "WEIGHTINGS", "parse_grid", "format_grid", "normalize_weights", "weighted_context", "context_mask", "pad_uncond",
            "guidance_rows"]
 
 # "embedding": the paper's weighting of the encoded conditions (one context per candidate);
@@ -40,6 +40,11 @@ def parse_grid(text: str) -> tuple[tuple[float, float], ...]:
     if not pairs:
         raise ValueError("the weight grid is empty")
     return tuple(pairs)
+
+
+def format_grid(pairs) -> str:
+    """((0, 4), (2, 2)) -> '0:4,2:2' (``parse_grid``'s inverse)."""
+    return ",".join(f"{wp:g}:{wt:g}" for wp, wt in pairs)
 
 
 def check_pair(w_p: float, w_t: float, shown: str | None = None) -> None:

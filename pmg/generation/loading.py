@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from pmg.conditioning.weighting import DEFAULT_GRID, parse_grid
 from pmg.errors import ModelLoadError
 from pmg.generation.codec import PixelShuffleCodec, VAECodec
 from pmg.generation.pipeline import PMGPipeline
@@ -75,5 +76,10 @@ def load_generator(spec: str | Path, *, scheduler: str | None = None, dtype: tor
     alpha = index.get("default_alpha", 0.5)  # the paper's a; pmg-mini's is chosen on the val split (its card)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
         raise ModelLoadError(f"{index_path}: default_alpha must be a number from 0 to 1, got {alpha!r}")
+    try:  # the paper's 0:4 ... 4:0 unless the model says (pmg-mini: a grid that spans its training bands, see its card)
+        grid = parse_grid(index["default_grid"]) if "default_grid" in index else DEFAULT_GRID
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ModelLoadError(f"{index_path}: default_grid must be ratios like '0:4,2:2,4:0', got {index['default_grid']!r} ({e})") from None
     return PMGPipeline(unet, sched, codec, tokenizer, text_encoder, name=name, default_steps=steps, default_alpha=float(alpha),
+                       default_grid=grid,
                        revision=index.get("revision") or (f"step-{index['train_step']}" if "train_step" in index else None)).to(device)

@@ -47,7 +47,8 @@ class PMGPipeline:
     """
 
     def __init__(self, unet, scheduler, codec, tokenizer, text_encoder, name: str = "generator",
-                 max_chunks: int = 4, default_steps: int = 20, revision: str | None = None, default_alpha: float = 0.5):
+                 max_chunks: int = 4, default_steps: int = 20, revision: str | None = None, default_alpha: float = 0.5,
+                 default_grid: tuple[tuple[float, float], ...] = DEFAULT_GRID):
         self.unet, self.scheduler, self.codec = unet.eval(), scheduler, codec
         self.tokenizer, self.text_encoder = tokenizer, text_encoder.eval()
         self.name, self.max_chunks = name, max_chunks
@@ -58,6 +59,9 @@ class PMGPipeline:
         if not 0.0 <= float(default_alpha) <= 1.0:
             raise ValueError(f"default_alpha must be in [0, 1], got {default_alpha}")
         self.default_alpha = float(default_alpha)  # the selection's a when a config gives none
+        for w_p, w_t in default_grid:
+            normalize_weights(w_p, w_t)  # raises on a bad pair
+        self.default_grid = tuple((float(wp), float(wt)) for wp, wt in default_grid)  # the weight grid when a config gives none
 
     @property
     def device(self) -> torch.device:

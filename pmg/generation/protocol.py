@@ -19,6 +19,7 @@ class Generator(Protocol):
     revision: str | None  # which weights ("step-13000"): adapters record what they were fitted to
     default_steps: int  # denoising steps when a call gives none
     default_alpha: float  # the selection's a (z = a log d_p + (1 - a) log d_t) when a config gives none
+    default_grid: tuple  # the (w_p, w_t) weight grid when a config gives none (the paper's 0:4 ... 4:0 by default)
     unet: torch.nn.Module  # the denoiser, for the denoising loss of soft-embedding training
     scheduler: object  # a diffusers scheduler (its config decides the loss's parametrisation)
     codec: object  # images <-> the space the U-Net denoises (``encode``, ``decode``, ``image_size``)

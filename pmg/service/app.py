@@ -121,7 +121,7 @@ def make_job(body: GenerateIn) -> Job:
     """A request body -> a job: behaviours (images decoded in memory), options, edited keywords."""
     user = to_behaviours(body)
     o = body.options
-    config = GenerationConfig(seed=o.seed, alpha=o.alpha, weights=tuple(o.weights), num_inference_steps=o.steps,
+    config = GenerationConfig(seed=o.seed, alpha=o.alpha, weights=None if o.weights is None else tuple(o.weights), num_inference_steps=o.steps,
                               guidance_scale=o.guidance, use_keywords=o.use_keywords, use_soft=o.use_soft,
                               weighting=o.weighting)
     kw = with_keywords(None, body.keywords.preference, body.keywords.target) if body.keywords else None
@@ -146,7 +146,7 @@ def models(request: Request):
     soft = pmg.soft if isinstance(pmg.soft, dict) else {"*": pmg.soft} if pmg.soft else {}
     return {"llm": pmg.extractor.llm.name, "generator": pmg.generator.name, "scorer": pmg.scorer.name,
             "soft": {k: v.name for k, v in soft.items()}, "default_steps": pmg.generator.default_steps,
-            "default_alpha": pmg.generator.default_alpha}
+            "default_alpha": pmg.generator.default_alpha, "default_grid": [list(w) for w in pmg.generator.default_grid]}
 
 
 @guarded.post("/v1/keywords", response_model=KeywordsOut)

@@ -40,7 +40,7 @@ class TargetIn(_Strict):
 class OptionsIn(_Strict):
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     alpha: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)  # None: the generator's own
-    weights: list[tuple[float, float]] = Field(default=[(0, 4), (1, 3), (2, 2), (3, 1), (4, 0)], min_length=1, max_length=MAX_GRID)
+    weights: Optional[list[tuple[float, float]]] = Field(default=None, min_length=1, max_length=MAX_GRID)  # None: the generator's own
     steps: Optional[int] = Field(default=None, ge=1, le=MAX_STEPS)
     guidance: float = Field(default=4.0, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False)
     use_keywords: bool = True

@@ -1,7 +1,7 @@
 """Assemble ``models/pmg-mini`` (or ``models/pmg-mini-fashion``) from the training runs: the layout
 ``pmg.generation.loading`` reads. The image size and pixel layout come from the generator run's config.
 
-    python -m training.pmg_mini.export --gen-run runs/gen2 --out models/pmg-mini --default-alpha 0.3
+    python -m training.pmg_mini.export --gen-run runs/gen2 --out models/pmg-mini --default-alpha 0.3 --default-grid 0:4,2:2,2:1,5:1,4:0
     python -m training.pmg_mini.export --gen-run runs/fashion --scorer-run runs/fscorer \
         --data data/pmg-mini-fashion --out models/pmg-mini-fashion --name pmg-mini-fashion
 
@@ -43,7 +43,7 @@ def _replace_folder(src: Path, dst: Path, missing: str) -> None:
 
 
 def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path, name: str = "pmg-mini",
-           default_alpha: float | None = None) -> dict:
+           default_alpha: float | None = None, default_grid: str | None = None) -> dict:
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     out.mkdir(parents=True, exist_ok=True)
@@ -70,6 +70,10 @@ def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path,
         }
         if default_alpha is not None:  # the selection's a, chosen on the val split (the model card)
             index["default_alpha"] = default_alpha
+        if default_grid is not None:  # the weight grid, chosen on the val split (the model card)
+            from pmg.conditioning.weighting import format_grid, parse_grid
+
+            index["default_grid"] = format_grid(parse_grid(default_grid))
         (out / "model_index.json").write_text(json.dumps(index, indent=2))
     if scorer_run is not None:
         src = scorer_run / "export" / "scorer"
@@ -91,8 +95,10 @@ def main() -> None:
     ap.add_argument("--name", default="pmg-mini", help="the model's name (recorded by adapters and manifests)")
     ap.add_argument("--default-alpha", type=float, default=None,
                     help="the selection's a for this model (pmg-mini v2: 0.3, chosen on the emoticon val split and the bundled users)")
+    ap.add_argument("--default-grid", default=None,
+                    help="the weight grid for this model (pmg-mini v2: 0:4,2:2,2:1,5:1,4:0, chosen on the emoticon val split)")
     a = ap.parse_args()
-    print(export(a.gen_run, a.scorer_run, a.data, a.out, a.name, a.default_alpha))
+    print(export(a.gen_run, a.scorer_run, a.data, a.out, a.name, a.default_alpha, a.default_grid))
 
 
 if __name__ == "__main__":
