@@ -53,7 +53,8 @@ class TaggerCaptioner:
 
     @property
     def name(self) -> str:
-        """Names the scorer (with its weights fingerprint) and the vocabulary: caption caches key on it."""
+        """Names the scorer (with its weights fingerprint), the vocabulary and how many entries a caption
+        takes: caption caches key on it."""
         if self._name is None:
             import hashlib
 
@@ -62,7 +63,7 @@ class TaggerCaptioner:
             except (ModelLoadError, ValueError):  # refused by caption(), when an image needs it
                 digest = "missing"
             styled = f", +{self.style_suffix.strip()}" if self.style_suffix else ""
-            self._name = f"tagger[{self.scorer.name}, vocabulary@{digest}{styled}]"
+            self._name = f"tagger[{self.scorer.name}, vocabulary@{digest}, top {self.top_k}{styled}]"
         return self._name
 
     def _vocabulary(self) -> list[str]:
