@@ -124,7 +124,7 @@ def test_scorer_and_tagger_names_change_with_weights_and_vocabulary(tmp_path):
     t1, t2 = TaggerCaptioner(a, ["cat", "dog"]), TaggerCaptioner(a, ["cat", "fox"])
     assert t1.name != t2.name != TaggerCaptioner(c, ["cat", "dog"]).name
     assert t1.name == TaggerCaptioner(a, lambda: ["cat", "dog"]).name and a.name in t1.name
-    assert TaggerCaptioner(a, ["cat", "dog"], top_k=3).name != t1.name  # fewer entries per caption: other captions
+    assert TaggerCaptioner(a, ["cat", "dog"], top_k=5).name != t1.name  # more entries per caption: other captions
     # a vocabulary that cannot be read only fails when an image needs it
     empty = TaggerCaptioner(a, [])
     assert "vocabulary@missing" in empty.name

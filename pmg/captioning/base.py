@@ -45,7 +45,9 @@ class TaggerCaptioner:
     caption names what is drawn and how ("pizza, slice of pizza, ..., noto style"), so the style
     reaches the keywords from the images alone."""
 
-    def __init__(self, scorer, vocabulary: list[str] | Callable[[], list[str]], top_k: int = 5,
+    # top_k 3: on the emoticon val split (style from images alone, pmg-mini) 70.0% of users get the ideal
+    # image vs 63.3% with 5, whose 4th-5th entries are neighbours ("mammoth, wolf, badger" for a dog)
+    def __init__(self, scorer, vocabulary: list[str] | Callable[[], list[str]], top_k: int = 3,
                  style_suffix: str | None = " style"):
         self.scorer, self.top_k, self.style_suffix = scorer, top_k, style_suffix
         self._vocab_source, self.vocabulary = vocabulary, None  # read on first use (name or caption)
