@@ -111,6 +111,13 @@ class GenerationConfig:
         if len(self.negative_prompt) > 1000:
             raise ConfigError(f"negative prompt: {len(self.negative_prompt)} characters, at most 1000")
 
+    def to_dict(self) -> dict:
+        """JSON-ready options (manifests, batch keys and summaries): the grid as lists; None where the
+        generator's own default applies."""
+        d = dataclasses.asdict(self)
+        d["weights"] = None if self.weights is None else [list(w) for w in self.weights]
+        return d
+
 
 @dataclass(frozen=True)
 class ModelSpec:

@@ -61,6 +61,7 @@ def test_unset_grid_resolves_to_the_generator_default_and_an_explicit_one_wins()
     pipe.default_grid = ((0, 4), (2, 2), (5, 1))
     res = pmg.generate(parse_user(USER), GenerationConfig(num_inference_steps=1))
     assert res.config.weights == ((0, 4), (2, 2), (5, 1))  # what the manifest records
+    assert res.config.to_dict()["weights"] == [[0, 4], [2, 2], [5, 1]] and GenerationConfig().to_dict()["weights"] is None
     assert [(c.w_p, c.w_t) for c in res.candidates] == [(0, 4), (2, 2), (5, 1)]
     explicit = pmg.generate(parse_user(USER), GenerationConfig(num_inference_steps=1, weights="1:3,4:0"))
     assert [(c.w_p, c.w_t) for c in explicit.candidates] == [(1, 3), (4, 0)]

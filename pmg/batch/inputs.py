@@ -4,7 +4,6 @@ and an output folder."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -97,9 +96,7 @@ def _user_fingerprint(user: UserBehaviours) -> dict:
 
 def input_key(user: UserBehaviours, config, models: dict) -> str:
     """sha256 of the behaviours (image bytes included), the generation options, the models and pmg's version."""
-    cfg = dataclasses.asdict(config)
-    cfg["weights"] = None if cfg["weights"] is None else [list(w) for w in cfg["weights"]]  # None: the generator's own, like steps and alpha
-    blob = json.dumps({"user": _user_fingerprint(user), "config": cfg, "models": models, "pmg": pmg.__version__},
+    blob = json.dumps({"user": _user_fingerprint(user), "config": config.to_dict(), "models": models, "pmg": pmg.__version__},
                       sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 

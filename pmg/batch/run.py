@@ -195,7 +195,7 @@ def run_batch(users: str | Path, out: str | Path, loader: Callable, config, batc
             **tally.summary(len(inputs), len(skipped), len(todo)),
             "engine": batch.engine, "workers": batch.workers, "threads_per_worker": batch.threads_per_worker,
             "users_per_call": batch.users_per_call,
-            "config": {**dataclasses.asdict(config), "weights": None if config.weights is None else [list(w) for w in config.weights]},
+            "config": config.to_dict(),
             "models": models,
         }
         write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))

@@ -4,7 +4,6 @@ moved into place at the end, so an interrupted run leaves nothing half-written."
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -80,8 +79,7 @@ def _sha256(path: Path) -> str:
 
 
 def manifest_dict(result, files: dict[str, str], extra: dict | None = None) -> dict:
-    cfg = dataclasses.asdict(result.config)
-    cfg["weights"] = [list(w) for w in cfg["weights"]]
+    cfg = result.config.to_dict()
     kw = result.keywords.to_dict()
     return {
         "pmg_version": pmg.__version__,
