@@ -154,6 +154,9 @@ def _add_train_soft(sub) -> None:
     t.add_argument("--num-virtual-tokens", type=int, default=4, help="S, prefix length")
     t.add_argument("--num-mm-tokens", type=int, default=4, help="L, multimodal tokens")
     t.add_argument("--no-prefix", action="store_true", help="ablation: no P-Tuning v2 prefixes")
+    t.add_argument("--target-ratio", type=float, default=1.0,
+                   help="r = w_p/(w_p+w_t) of the training condition: 1 = the paper's (preference only); < 1 adds "
+                        "the last item's target keywords at that weighting, so E_m need not carry what they say")
     t.add_argument("--val-fraction", type=float, default=0.1)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--split", default=None, help="with a benchmark's users/ folder: only this split (from ../split.json)")
@@ -388,7 +391,7 @@ def cmd_train_soft(args) -> int:
     _check_common(args)
     torch.set_num_threads(args.threads)
     try:
-        cfg = SoftTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+        cfg = SoftTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, target_ratio=args.target_ratio)
     except ValueError as e:
         raise PMGError(str(e)) from None
     if not 0 <= args.val_fraction < 1:
@@ -400,7 +403,8 @@ def cmd_train_soft(args) -> int:
     extractor = build_extractor(args.llm, backend=args.llm_backend, threads=args.threads, model_name=args.llm_model_name,
                                 model_cache_dir=cache_root, cache_dir=None if args.no_cache else cache_root)
     _log("keywords and behaviour text for every user (cached) ...")
-    examples = examples_for_users(users, extractor, pipe.codec.image_size, None if args.no_cache else JsonCache(cache_root))
+    examples = examples_for_users(users, extractor, pipe.codec.image_size, None if args.no_cache else JsonCache(cache_root),
+                                  with_target=cfg.target_ratio < 1)
     train, val = split_users(examples, args.val_fraction, args.seed)
     soft_llm = args.soft_llm or args.llm
     target = resolve_llm(soft_llm)

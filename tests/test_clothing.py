@@ -119,6 +119,25 @@ def test_fashion_keep_type_dresses_the_target_at_three_to_one():
     assert np.mean([c for _, c in kept]) > 0.95  # and it is in the shopper's main colour
 
 
+def test_fashion_band_shares_are_configurable_and_checked():
+    from collections import Counter
+
+    from training.pmg_mini.compose import BAND_PROBS, parse_band_probs
+    from training.pmg_mini.fashion import GarmentSource
+
+    assert parse_band_probs("") == BAND_PROBS
+    probs = parse_band_probs("favourite=0.5, target=0")
+    assert probs["favourite"] == 0.5 and probs["target"] == 0 and probs["compose"] == BAND_PROBS["compose"]
+    for bad, msg in (("favorite=0.3", "band 'favorite' is not one of"), ("compose=lots", "'compose=lots' is not NAME=NUMBER"),
+                     ("style=-1", "'style=-1' must be >= 0"),
+                     ("target=0,style=0,compose=0,favourite=0,history=0", "sum to 0")):
+        with pytest.raises(ValueError, match=msg):
+            parse_band_probs(bad)
+    src, rng = GarmentSource(True, band_probs=parse_band_probs("target=0,style=0,compose=1,favourite=1,history=0")), random.Random(3)
+    bands = Counter(ex.band for ex in (src.sample(rng) for _ in range(400)) if ex is not None)
+    assert set(bands) == {"compose", "favourite"} and 0.4 < bands["favourite"] / sum(bands.values()) < 0.6
+
+
 def test_fashion_rich_words_name_the_type_inside_shop_phrases():
     """``rich_words``: target windows as the LLM writes them for shop items ("slim fit jeans",
     "classic t shirt", "weekend, relaxed"); the garment's type is still named in every window that

@@ -1,5 +1,6 @@
 """Soft preference embeddings on tiny seeded models (issue 4's checks)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -188,3 +189,42 @@ def test_table3_has_a_row_per_adapter(llm_dir, tmp_path, tiny_pipe, art):
     assert float(rows["L4-False"]["ideal_top5_mean"]) == pytest.approx(sum(hits) / len(hits))
     assert rows["L2-True"]["val_trained"] == "0.12" and rows["L2-True"]["best_step"] == "100" and rows["L4-True"]["val_trained"] == ""
     assert "0.12000 / 0.12500 (100)" in table and table.count("| – |") == 3
+
+
+def test_training_condition_is_pmg_weighting_at_the_ratio():
+    from pmg.soft.train import training_condition
+
+    e_t, e_k, e_m = torch.ones(2, 3, 4), 2 * torch.ones(2, 5, 4), 3 * torch.ones(2, 2, 4)
+    paper = training_condition(None, e_k, e_m, 1.0)
+    assert torch.equal(paper, torch.cat([e_k, e_m], 1))
+    assert torch.equal(training_condition(None, e_k, None, 1.0), e_k)
+    at_2_2 = training_condition(e_t, e_k, e_m, 0.5)
+    assert torch.equal(at_2_2, torch.cat([e_t, e_k, e_m], 1))
+    at_3_1 = training_condition(e_t, e_k, e_m, 0.75)  # w_p = 1, w_t = 1/3: the larger stays as encoded
+    assert at_3_1.shape == (2, 10, 4)
+    assert at_3_1[:, :3].allclose(torch.full((2, 3, 4), 1 / 3)) and torch.equal(at_3_1[:, 3:], torch.cat([e_k, e_m], 1))
+    at_1_3 = training_condition(e_t, e_k, e_m, 0.25)
+    assert torch.equal(at_1_3[:, :3], e_t) and at_1_3[:, 3:8].allclose(torch.full((2, 5, 4), 2 / 3))
+    with pytest.raises(ValueError, match="target_ratio must be in"):
+        SoftTrainConfig(target_ratio=0.0)
+
+
+def test_target_aware_training_uses_the_last_items_keywords(llm_dir, tmp_path):
+    pipe = tiny_pipeline(0)
+    users = []
+    for i, c in enumerate(COLOURS[:4]):
+        Image.new("RGB", (16, 16), c).save(tmp_path / f"{c}.png")
+        users.append(parse_user({"user_id": f"u{i}", "scenario": "clothing", "history": [
+            {"title": f"{c} shirt"}, {"title": f"{c} dress", "image": f"{c}.png"}], "target": {"item": {"title": "coat"}}},
+            base_dir=tmp_path))
+    ex = build_examples(users, lambda past: ([past.history[0].title.split()[0]], ["dress"]), lambda items: [it.title for it in items], 16)
+    assert ex[0].keywords == ["red"] and ex[0].target == ["dress"]
+    cfg = SoftTrainConfig(steps=2, batch_size=2, val_every=2, target_ratio=0.5)
+    with_t = validation_loss(None, pipe, ex, windows=1, target_ratio=0.5)
+    assert with_t != pytest.approx(validation_loss(None, pipe, ex, windows=1))  # the target window is in the condition
+    log = train_soft(_soft(llm_dir), pipe, ex[:3], ex[3:], cfg, tmp_path / "t", progress=False)
+    assert log["val_keywords_only"] == pytest.approx(validation_loss(None, pipe, ex[3:], windows=2, target_ratio=0.5), rel=1e-4)
+    assert log["config"]["target_ratio"] == 0.5 and len(log["loss"]) == 2
+    no_target = [dataclasses.replace(e, target=[]) for e in ex]
+    with pytest.raises(InputError, match="target keywords; users"):
+        train_soft(_soft(llm_dir), pipe, no_target[:3], no_target[3:], cfg, tmp_path / "t2", progress=False)

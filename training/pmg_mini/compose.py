@@ -36,12 +36,30 @@ from dataclasses import dataclass
 from pmg.keywords.moods import MOOD_WORDS
 from pmg.keywords.moods import WORD_TO_MOOD as _WORD_TO_MOOD
 
-__all__ = ["Example", "EmojiIndex", "ratio_band", "sample_example", "GRID_BANDS"]
+__all__ = ["Example", "EmojiIndex", "parse_band_probs", "ratio_band", "sample_example", "GRID_BANDS"]
 
 
 # (low, high) bounds of r = w_p / (w_p + w_t) per band; 0 and 1 are the masked ends.
 GRID_BANDS = {"target": (0.0, 0.0), "style": (0.1, 0.35), "compose": (0.35, 0.65), "favourite": (0.65, 0.9), "history": (1.0, 1.0)}
 BAND_PROBS = {"target": 0.12, "style": 0.2, "compose": 0.38, "favourite": 0.15, "history": 0.15}
+
+
+def parse_band_probs(text: str) -> dict[str, float]:
+    """'favourite=0.3,compose=0.3' -> ``BAND_PROBS`` with those bands' shares replaced (relative weights)."""
+    probs = dict(BAND_PROBS)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if name not in GRID_BANDS:
+            raise ValueError(f"band {name!r} is not one of {', '.join(GRID_BANDS)}")
+        try:
+            probs[name] = float(value)
+        except ValueError:
+            raise ValueError(f"band share {part!r} is not NAME=NUMBER") from None
+        if not probs[name] >= 0:
+            raise ValueError(f"band share {part!r} must be >= 0")
+    if sum(probs.values()) <= 0:
+        raise ValueError(f"band shares {text!r} sum to 0")
+    return probs
 
 
 def ratio_band(r: float) -> str:

@@ -88,10 +88,13 @@ class GarmentSource:
         rich_words: the keyword windows as the LLM writes them for real shop items: the type inside a
             title phrase ("slim fit jeans", "classic t shirt"), shop and description words around it
             ("weekend, relaxed"), off-topic words in the preference ("plants, seasonal").
+        band_probs: how often each band of ``GRID_BANDS`` is drawn (default ``BAND_PROBS``); e.g. more
+            "favourite" rows to teach 3:1 the target's type.
     """
 
-    def __init__(self, keep_type: bool = False, rich_words: bool = False):
+    def __init__(self, keep_type: bool = False, rich_words: bool = False, band_probs: dict[str, float] | None = None):
         self.keep_type, self.rich_words = keep_type, rich_words
+        self.band_probs = dict(band_probs or BAND_PROBS)
         self.descriptors = SHOP_WORDS if rich_words else DESCRIPTORS
 
     @staticmethod
@@ -152,7 +155,7 @@ class GarmentSource:
         main, pattern = favourite(history)  # what the preference words name first
         kind = rng.choice(families) if rng.random() < 0.5 else rng.randrange(len(CLASSES))
         t_colour = rng.choice(COLOUR_NAMES) if rng.random() < 0.3 else None
-        band = rng.choices(list(BAND_PROBS), weights=list(BAND_PROBS.values()))[0]
+        band = rng.choices(list(self.band_probs), weights=list(self.band_probs.values()))[0]
         lo, hi = GRID_BANDS[band]
         r = lo if lo == hi else rng.uniform(lo, hi)
         if band == "target":

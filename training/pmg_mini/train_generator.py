@@ -47,7 +47,7 @@ from pmg.generation.objective import denoising_loss
 from pmg.generation.text_encoders import load_minilm
 from pmg.io.atomic import torch_save_atomic
 from training.pmg_mini.common import config_from_cli
-from training.pmg_mini.compose import EmojiIndex, r_to_weights, sample_example
+from training.pmg_mini.compose import EmojiIndex, parse_band_probs, r_to_weights, sample_example
 
 HERE = Path(__file__).parent
 
@@ -79,6 +79,8 @@ class TrainConfig:
     keep_type: bool = False
     # fashion: keyword windows as the LLM writes them for shop items (``GarmentSource.rich_words``)
     rich_words: bool = False
+    # fashion: band shares overriding ``compose.BAND_PROBS``, e.g. "favourite=0.25,compose=0.25"
+    band_probs: str = ""
     seed: int = 0
     threads: int = 1
     log_every: int = 25
@@ -316,7 +318,7 @@ def batch_source(cfg: TrainConfig):
         from pmg.evaluation.benchmarks.garments import load_fashion_mnist
         from training.pmg_mini.fashion import GarmentRenderer, GarmentSource
 
-        source = GarmentSource(cfg.keep_type, cfg.rich_words)
+        source = GarmentSource(cfg.keep_type, cfg.rich_words, parse_band_probs(cfg.band_probs))
         renderer = GarmentRenderer(*load_fashion_mnist(cfg.data, "train"), size=cfg.image_size)
         return (lambda rng: compose_fashion(source, renderer, rng, cfg)), "garments drawn on the fly"
     x, metas = load_data(cfg.data, cfg.image_size)
