@@ -137,6 +137,13 @@ def examples_for_users(users: list[UserBehaviours], extractor, image_size: int, 
             describers[scenario] = ItemDescriber(extractor.llm, load_prompt_set(scenario), None, cache)
         return describers[scenario].describe(items)
 
+    def keywords(past, last):
+        """Preference keywords of ``past``; with ``with_target`` also the last item's target keywords."""
+        if not with_target:
+            return extractor(past).preference
+        res = extractor(past.model_copy(update={"target": Target(item=last)}))
+        return res.preference, res.target
+
     if progress:
         import sys
 
@@ -144,12 +151,6 @@ def examples_for_users(users: list[UserBehaviours], extractor, image_size: int, 
 
         users = tqdm(users, desc="users", unit="user", file=sys.stderr)
     examples = []
-    def keywords(past, last):
-        if not with_target:
-            return extractor(past).preference
-        res = extractor(past.model_copy(update={"target": Target(item=last)}))
-        return res.preference, res.target
-
     for u in users:
         examples += build_examples([u], lambda past, last=u.history[-1]: keywords(past, last),
                                    lambda items, s=u.scenario.value: describe(items, s), image_size)
