@@ -133,6 +133,10 @@ def test_fashion_band_shares_are_configurable_and_checked():
                      ("target=0,style=0,compose=0,favourite=0,history=0", "sum to 0")):
         with pytest.raises(ValueError, match=msg):
             parse_band_probs(bad)
+    from training.pmg_mini.train_generator import TrainConfig, batch_source
+
+    with pytest.raises(ValueError, match="only --dataset fashion takes band shares"):
+        batch_source(TrainConfig(dataset="emoji", band_probs="favourite=0.5"))
     src, rng = GarmentSource(True, band_probs=parse_band_probs("target=0,style=0,compose=1,favourite=1,history=0")), random.Random(3)
     bands = Counter(ex.band for ex in (src.sample(rng) for _ in range(400)) if ex is not None)
     assert set(bands) == {"compose", "favourite"} and 0.4 < bands["favourite"] / sum(bands.values()) < 0.6

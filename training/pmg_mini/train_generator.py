@@ -321,6 +321,8 @@ def batch_source(cfg: TrainConfig):
         source = GarmentSource(cfg.keep_type, cfg.rich_words, parse_band_probs(cfg.band_probs))
         renderer = GarmentRenderer(*load_fashion_mnist(cfg.data, "train"), size=cfg.image_size)
         return (lambda rng: compose_fashion(source, renderer, rng, cfg)), "garments drawn on the fly"
+    if cfg.band_probs:  # the emoji examples draw their bands in ``compose.sample_example``
+        raise ValueError(f"--band-probs {cfg.band_probs!r}: only --dataset fashion takes band shares")
     x, metas = load_data(cfg.data, cfg.image_size)
     index = EmojiIndex(metas, usage_weights(metas))
     bench = load_bench_examples(cfg.bench_examples, index)
