@@ -253,3 +253,63 @@ def test_fashion_generator_training_runs_exports_and_resumes(mnist, tmp_path, ca
     assert steps == [1, 2, 3]
     assert json.loads((run / "export/unet/train_step.json").read_text()) == {"step": 3}
     assert json.loads((run / "config.json").read_text())["keep_type"] is True
+
+
+def test_clothing_train_shoppers_become_generator_examples(mnist, tmp_path):
+    """``bench_examples`` on a clothing benchmark: a train shopper's real keywords with the paths of its
+    ground truth and history garments; another benchmark's val/test users are excluded. In training
+    (``ShopperExamples``, ``compose_fashion`` with ``p_bench``) the truth is drawn at 0:4 or at a ratio
+    the model grid composes at, a history garment at 4:0, each with its own loaded image."""
+    from types import SimpleNamespace
+
+    from pmg.behaviours.schema import load_user
+    from training.pmg_mini.bench_examples import example_row, held_out_ids
+    from training.pmg_mini.fashion import GarmentRenderer, GarmentSource, ShopperExamples
+    from training.pmg_mini.train_generator import TrainConfig, compose_fashion
+
+    bench = tmp_path / "bench"
+    build_clothing_benchmark(bench, n_users=20, seed=0, mnist=mnist)
+    split = json.loads((bench / "split.json").read_text())
+    assert held_out_ids([bench]) == set(split["val"]) | set(split["test"])
+    truth = json.loads((bench / "ground_truth.json").read_text())
+    uid = split["train"][0]
+    user = load_user(bench / "users" / f"{uid}.json")
+    kw = SimpleNamespace(target=["casual sneakers", "everyday"], preference=["red", "striped", "plants"])
+    row = example_row(uid, user, kw, truth[uid], bench)
+    assert Path(row["truth_image"]) == (bench / truth[uid]["target_image"]).resolve()
+    assert len(row["history_images"]) == len(user.recent().history) and all(Path(p).is_file() for p in row["history_images"])
+    empty = {**row, "user_id": "x", "target": []}  # a shopper the LLM gave no target keywords is skipped
+    path = tmp_path / "shoppers.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps(empty) + "\n")
+    shoppers = ShopperExamples(path, size=64)
+    assert [r["user_id"] for r in shoppers.rows] == [uid]
+    rng = random.Random(0)
+    made = [shoppers.sample(rng) for _ in range(300)]
+    assert all(m[0] == "casual sneakers, everyday" and m[1] == "red, striped, plants" for m in made)
+    truth_image = shoppers.images[row["truth_image"]]
+    target = [m for m in made if m[2] == 0.0]
+    history = [m for m in made if m[2] == 1.0]
+    compose = [m for m in made if 0 < m[2] < 1]
+    assert 0.08 < len(target) / 300 < 0.22 and 0.13 < len(history) / 300 < 0.27
+    assert all(0.35 <= m[2] <= 0.9 for m in compose)
+    assert all(m[3] is truth_image for m in target + compose)
+    assert all(any(m[3] is shoppers.images[p] for p in row["history_images"]) for m in history)
+    assert truth_image.shape == (64, 64, 3) and truth_image.dtype == np.uint8
+
+    cfg = TrainConfig(dataset="fashion", batch_size=8, p_uncond=0.0, p_plain=0.0, p_bench=0.5)
+    renderer = GarmentRenderer(*load_fashion_mnist(mnist, "train"))
+    rows, x = compose_fashion(GarmentSource(), renderer, random.Random(1), cfg, shoppers)
+    assert x.shape == (8, 3, 64, 64) and len(rows) == 8
+    mine = [i for i, r in enumerate(rows) if r[0] == "casual sneakers, everyday"]
+    assert 0 < len(mine) < 8  # a mix of real shoppers and simulated ones
+    loaded = [(np.asarray(im, dtype=np.float32) / 127.5 - 1) for im in shoppers.images.values()]
+    for i in mine:
+        img = x[i].permute(1, 2, 0).numpy()
+        assert any(np.allclose(img, ref, atol=1e-6) for ref in loaded)
+    with pytest.raises(ValueError, match="no clothing rows"):
+        ShopperExamples(_write(tmp_path / "e.jsonl", empty), size=64)
+
+
+def _write(path: Path, row: dict) -> Path:
+    path.write_text(json.dumps(row) + "\n")
+    return path

@@ -29,7 +29,8 @@ import numpy as np
 from pmg.evaluation.benchmarks.garments import CLASS_WORDS, CLASSES, COLOURS, PATTERN_WORDS, PATTERNS, caption
 from training.pmg_mini.compose import BAND_PROBS, GRID_BANDS
 
-__all__ = ["Garment", "GarmentExample", "GarmentSource", "GarmentRenderer", "is_heldout", "garment_captions"]
+__all__ = ["Garment", "GarmentExample", "GarmentSource", "GarmentRenderer", "ShopperExamples", "is_heldout",
+           "garment_captions"]
 
 COLOUR_NAMES = sorted(COLOURS)
 DESCRIPTORS = ["casual", "cotton", "comfortable", "summer", "warm", "fashion", "classic", "soft", "everyday", "youth style"]
@@ -198,6 +199,46 @@ class GarmentRenderer:
 
         return np.stack([render_garment(self.images[int(rng.choice(self.by_class[g.kind]))], g.colour, g.pattern, self.size)
                          for g in garments])
+
+
+class ShopperExamples:
+    """The keyword stage's real outputs for the clothing benchmark's train shoppers (``bench_examples``)
+    with the images they should give: the ground truth (the target type in the shopper's colour and
+    pattern) at a ratio the model grid composes at (``p_target`` of them at 0:4, where only the type is
+    read), else one of the shopper's history garments at 4:0 (``p_history``)."""
+
+    def __init__(self, path, size: int = 64, p_target: float = 0.15, p_history: float = 0.2):
+        import json
+        from pathlib import Path
+
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        self.rows = [r for r in rows if r.get("target") and "truth_image" in r]
+        if not self.rows:
+            raise ValueError(f"{path}: no clothing rows (with truth_image and target keywords); "
+                             "build them with bench_examples --bench <a clothing benchmark>")
+        paths = sorted({p for r in self.rows for p in [r["truth_image"], *r["history_images"]]})
+        self.images = {p: _load_rgb(p, size) for p in paths}
+        self.p_target, self.p_history = p_target, p_history
+
+    def sample(self, rng: random.Random) -> tuple[str, str, float, np.ndarray]:
+        """(target text, preference text, r, uint8 image [size, size, 3])."""
+        r = rng.choice(self.rows)
+        u = rng.random()
+        if u < self.p_target:
+            ratio, image = 0.0, r["truth_image"]
+        elif u < 1 - self.p_history or not r["history_images"]:
+            ratio, image = rng.uniform(GRID_BANDS["compose"][0], GRID_BANDS["favourite"][1]), r["truth_image"]
+        else:
+            ratio, image = 1.0, rng.choice(r["history_images"])
+        return ", ".join(r["target"]), ", ".join(r["preference"]), ratio, self.images[image]
+
+
+def _load_rgb(path: str, size: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        return np.asarray(im if im.size == (size, size) else im.resize((size, size), Image.LANCZOS))
 
 
 def build_scorer_data(out, mnist=None, per_combo: int = 16, heldout_per_combo: int = 4, seed: int = 0) -> dict:

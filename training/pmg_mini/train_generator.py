@@ -71,8 +71,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     p_uncond: float = 0.1
     p_plain: float = 0.25
-    # the keyword stage's real outputs for the emoticon benchmark's train users (``bench_examples``), this
-    # share of the batch: its truth at a composing ratio, a history item at 4:0
+    # the keyword stage's real outputs for a benchmark's train users (``bench_examples``; emoticons or
+    # clothing), this share of the batch: its truth at a composing ratio, a history item at 4:0
     bench_examples: str = ""
     p_bench: float = 0.1
     # fashion: the 3:1 band keeps the target's garment type (``GarmentSource.keep_type``)
@@ -168,9 +168,10 @@ def compose(metas: list[dict], index: EmojiIndex, rng: random.Random, cfg: Train
     return rows
 
 
-def compose_fashion(source, renderer, rng: random.Random, cfg: TrainConfig):
-    """The garment counterpart of ``compose``: rows (target, preference, weights, None) and their images."""
-    rows, garments = [], []
+def compose_fashion(source, renderer, rng: random.Random, cfg: TrainConfig, shoppers=None):
+    """The garment counterpart of ``compose``: rows (target, preference, weights, None) and their images;
+    with ``shoppers`` (``fashion.ShopperExamples``) a ``p_bench`` share are real shoppers' keywords."""
+    rows, drawn = [], []  # drawn: a Garment to render or a loaded uint8 image
     while len(rows) < cfg.batch_size:
         u = rng.random()
         if u < cfg.p_uncond:
@@ -179,14 +180,20 @@ def compose_fashion(source, renderer, rng: random.Random, cfg: TrainConfig):
         elif u < cfg.p_uncond + cfg.p_plain:
             text, g = source.sample_plain(rng)
             rows.append((text, "", (0.0, 1.0), None))
+        elif shoppers is not None and u < cfg.p_uncond + cfg.p_plain + cfg.p_bench:
+            target, preference, r, g = shoppers.sample(rng)
+            rows.append((target, preference, r_to_weights(r), None))
         else:
             ex = source.sample(rng)
             if ex is None:
                 continue
             g = ex.garment
             rows.append((", ".join(ex.target), ", ".join(ex.preference), r_to_weights(ex.r), None))
-        garments.append(g)
-    x = torch.from_numpy(renderer(garments, rng)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        drawn.append(g)
+    to_render = [g for g in drawn if not isinstance(g, np.ndarray)]
+    rendered = iter(renderer(to_render, rng)) if to_render else iter(())
+    images = np.stack([g if isinstance(g, np.ndarray) else next(rendered) for g in drawn])
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
     return rows, x
 
 
@@ -316,11 +323,14 @@ def batch_source(cfg: TrainConfig):
     data set; ``about`` describes it for the log."""
     if cfg.dataset == "fashion":
         from pmg.evaluation.benchmarks.garments import load_fashion_mnist
-        from training.pmg_mini.fashion import GarmentRenderer, GarmentSource
+        from training.pmg_mini.fashion import GarmentRenderer, GarmentSource, ShopperExamples
 
         source = GarmentSource(cfg.keep_type, cfg.rich_words, parse_band_probs(cfg.band_probs))
         renderer = GarmentRenderer(*load_fashion_mnist(cfg.data, "train"), size=cfg.image_size)
-        return (lambda rng: compose_fashion(source, renderer, rng, cfg)), "garments drawn on the fly"
+        shoppers = ShopperExamples(cfg.bench_examples, cfg.image_size) if cfg.bench_examples else None
+        about = "garments drawn on the fly" + (f", {len(shoppers.rows)} benchmark shoppers (p={cfg.p_bench})"
+                                               if shoppers else "")
+        return (lambda rng: compose_fashion(source, renderer, rng, cfg, shoppers)), about
     if cfg.band_probs:  # the emoji examples draw their bands in ``compose.sample_example``
         raise ValueError(f"--band-probs {cfg.band_probs!r}: only --dataset fashion takes band shares")
     x, metas = load_data(cfg.data, cfg.image_size)
