@@ -49,13 +49,14 @@ def example_row(uid: str, user, kw, t: dict, bench: Path) -> dict:
 
 
 def build(bench: Path, out: Path, llm: str = "smollm2", threads: int = 2, cache_dir: Path | None = None,
-          exclude: list[Path] | None = None) -> int:
+          exclude: list[Path] | None = None, max_users: int = 0) -> int:
     from pmg.api import default_cache_dir
     from pmg.behaviours.schema import load_user
     from pmg.keywords.extract import build_extractor
 
     skip = held_out_ids(exclude or [])
     ids = [u for u in json.loads((bench / "split.json").read_text())["train"] if u not in skip]
+    ids = ids[:max_users] if max_users > 0 else ids
     truth = json.loads((bench / "ground_truth.json").read_text())
     users = [load_user(bench / "users" / f"{uid}.json") for uid in ids]
     cache = cache_dir or default_cache_dir()
@@ -75,8 +76,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--exclude", type=Path, action="append", default=[],
                     help="a benchmark whose val/test users must not be trained on (repeatable)")
+    ap.add_argument("--max-users", type=int, default=0, help="the first N train users only (0: all)")
     a = ap.parse_args()
-    print(f"wrote {build(a.bench, a.out, a.llm, a.threads, exclude=a.exclude)} users to {a.out}")
+    n = build(a.bench, a.out, a.llm, a.threads, exclude=a.exclude, max_users=a.max_users)
+    print(f"wrote {n} users to {a.out}")
 
 
 if __name__ == "__main__":
