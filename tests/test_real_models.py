@@ -187,7 +187,7 @@ def test_shipped_fashion_model_dresses_the_bundled_shoppers(repo, tmp_path):
         m = json.loads((out / "manifest.json").read_text())
         assert m["models"]["generator"] == "pmg-mini-fashion" and m["models"]["soft"] == "soft:soft-clothing"
         images = [Image.open(out / "best.png")] + [Image.open(p) for p in sorted((out / "candidates").glob("*.png"))]
-        seen[name] = classify_garments(scorer, images)  # [chosen, 0:4, 1:1.5, 2:2, 1.5:1, 4:0] (the model's grid)
+        seen[name] = classify_garments(scorer, images)  # [chosen, 0:4, 1:1.5, 2:2, 1.5:1] (the model's grid)
     black = seen["clothing_shopper"]
     assert black["colour"][0] == "black" and black["type"][0] in ("shirt", "t-shirt"), black
     stripes = seen["stripes_shopper"]  # target "long-sleeve shirt", history of red striped garments
