@@ -114,6 +114,11 @@ def test_benchmark_train_users_become_composition_and_history_rows(tmp_path):
     assert all(m[0] == "happy, smile" and m[1] == "cat, noto style" for m in made)
     assert all(0.35 <= m[2][0] / (m[2][0] + m[2][1]) <= 0.65 for m in compose)  # (w_p, w_t) in the compose band
     assert all(m[2] == (1.0, 0.0) for m in history)
+    garments = tmp_path / "garments.jsonl"  # a clothing benchmark's rows given to the emoji training
+    garments.write_text(json.dumps({"user_id": "s0001", "target": ["tee"], "preference": ["red"],
+                                    "truth_image": "t.png", "history_images": []}) + "\n")
+    with pytest.raises(ValueError, match="'s0001'.*--dataset fashion"):
+        load_bench_examples(str(garments), index)
 
 
 def test_generator_learning_rate_warms_up_holds_and_decays():

@@ -128,6 +128,9 @@ def load_bench_examples(path: str, index: EmojiIndex) -> list[dict]:
     rows = []
     for line in Path(path).read_text().splitlines():
         r = json.loads(line)
+        if "truth" not in r:
+            raise ValueError(f"{path}: user {r.get('user_id')!r} has no emoji 'truth' (a clothing benchmark's rows "
+                             "are for --dataset fashion)")
         keys = [tuple(r["truth"])] + [tuple(h) for h in r["history"]]
         if r["target"] and all(k in index.by_key for k in keys):
             rows.append({**r, "truth_row": index.by_key[keys[0]], "history_rows": [index.by_key[k] for k in keys[1:]]})
