@@ -96,6 +96,47 @@ def test_fashion_training_source_keeps_heldout_combinations_out():
     assert set(bands) == {"target", "style", "compose", "favourite", "history"}
 
 
+def test_shop_keyword_lists_name_their_type_or_look_and_are_fixed_by_seed():
+    """The scorer's keyword lists (``--shop-lists``): a type's lists name it inside shop phrasing, a look's
+    lists name its colour and a word of its pattern; the same seed gives the same pools."""
+    from training.pmg_mini.fashion import shop_keyword_lists
+
+    pools = shop_keyword_lists(per_key=20, seed=3)
+    assert len(pools) == len(CLASSES) + len(COLOURS) * len(PATTERNS) and all(len(p) == 20 for p in pools.values())
+    for kind in CLASSES:
+        for text in pools[f"type:{kind}"]:
+            assert any(w.replace("-", " ") in text.replace("-", " ") for w in CLASS_WORDS[kind]), (kind, text)
+    for colour in COLOURS:
+        for pattern in PATTERNS:
+            for text in pools[f"look:{colour}|{pattern}"]:
+                words = text.split(", ")
+                assert colour in words and set(words) & set(PATTERN_WORDS[pattern]), (colour, pattern, text)
+    lists = [t for p in pools.values() for t in p]
+    assert any("," in t and len(t.split(", ")) >= 3 for t in lists)  # lists, not bare names
+    assert shop_keyword_lists(per_key=20, seed=3) == pools and shop_keyword_lists(per_key=20, seed=4) != pools
+
+
+def test_scorer_captions_mix_shop_lists_and_mark_every_true_one():
+    """``fresh_captions``: without pools a garment's own caption variants (as before); with
+    ``p_list = 1`` each caption is a list of the garment's type or look, and caption j counts as true for
+    garment i exactly when it is one of i's variants or one of the lists of i's type or look."""
+    import torch
+
+    from training.pmg_mini.fashion import Garment, garment_captions, shop_keyword_lists
+    from training.pmg_mini.train_scorer import fresh_captions
+
+    garments = [Garment(7, "red", "striped"), Garment(7, "blue", "plain"), Garment(0, "red", "striped")]
+    caps = [garment_captions(g) for g in garments]
+    chosen, same = fresh_captions(garments, caps, torch.Generator().manual_seed(0))
+    assert all(c in v for c, v in zip(chosen, caps))
+    assert same.tolist() == [[c in set(v) for c in chosen] for v in caps]
+    pools = shop_keyword_lists(per_key=10)
+    chosen, same = fresh_captions(garments, caps, torch.Generator().manual_seed(0), pools, 1.0)
+    own = [set(pools[f"type:{CLASSES[g.kind]}"]) | set(pools[f"look:{g.colour}|{g.pattern}"]) for g in garments]
+    assert all(c in o for c, o in zip(chosen, own))
+    assert same.tolist() == [[c in o or c in v for c in chosen] for o, v in zip(own, caps)]
+
+
 def test_fashion_keep_type_dresses_the_target_at_three_to_one():
     """``keep_type`` (the shipped fine-tune): at 3:1 the target's type in the shopper's colour and
     pattern; without it, the shopper's favourite type (which is the target's only by chance)."""
@@ -225,8 +266,16 @@ def test_clothing_eval_reports_colour_pattern_and_type(mnist, tmp_path, tiny_pip
     truth = json.loads((bench / "ground_truth.json").read_text())
     assert records and all(r["garment_colour_ok"] == float(r["garment_seen"]["colour"] == truth[r["user_id"]]["colour"])
                            for r in records)
+    # PMG's records also carry the reading of the real target image (white corner: the oracle reads type 255 % 10)
+    pmg_rows = [r for r in records if r["variant"] == "PMG"]
+    assert all("garment_truth" not in r for r in records if r["variant"] != "PMG")
+    assert [r["garment_truth"]["garment_type_ok"] for r in pmg_rows] == [
+        float(truth[r["user_id"]]["type"] == CLASSES[255 % 10]) for r in pmg_rows]
     table = write_tables(records, tmp_path / "res", bench)
     assert "user's main colour" in table and "target's type" in table
+    truth_row = next(line for line in table.splitlines() if line.startswith("| ground truth (real garment) |"))
+    share = 100 * np.mean([r["garment_truth"]["garment_type_ok"] for r in pmg_rows])
+    assert truth_row.split(" | ")[-1].startswith(f"{share:.1f} [")  # the last column: the target's type
 
 
 def test_fashion_generator_training_runs_exports_and_resumes(mnist, tmp_path, capsys):

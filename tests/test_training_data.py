@@ -141,6 +141,16 @@ def test_scorer_attribute_weights_become_shares_or_name_the_bad_value():
             attribute_shares(bad)
 
 
+def test_scorer_shop_lists_need_garments_and_a_share():
+    from training.pmg_mini.train_scorer import ScorerConfig, shop_lists
+
+    assert shop_lists(ScorerConfig()) is None
+    assert len(shop_lists(ScorerConfig(fresh_garments="fm", shop_lists=0.5))["type:coat"]) == 60
+    for bad in (ScorerConfig(shop_lists=0.5), ScorerConfig(fresh_garments="fm", shop_lists=1.5)):
+        with pytest.raises(SystemExit, match=f"got {bad.shop_lists!r}"):
+            shop_lists(bad)
+
+
 def _emoji_data(folder, n=12):
     """A data folder in build_data's layout: images.npy and meta.jsonl, two held-out images."""
     rng = np.random.default_rng(0)

@@ -30,7 +30,7 @@ from pmg.evaluation.benchmarks.garments import CLASS_WORDS, CLASSES, COLOURS, PA
 from training.pmg_mini.compose import BAND_PROBS, GRID_BANDS
 
 __all__ = ["Garment", "GarmentExample", "GarmentSource", "GarmentRenderer", "ShopperExamples", "is_heldout",
-           "garment_captions"]
+           "garment_captions", "shop_keyword_lists"]
 
 COLOUR_NAMES = sorted(COLOURS)
 DESCRIPTORS = ["casual", "cotton", "comfortable", "summer", "warm", "fashion", "classic", "soft", "everyday", "youth style"]
@@ -71,6 +71,43 @@ def garment_captions(g: Garment) -> list[str]:
     kind, pat = CLASSES[g.kind], PATTERN_WORDS[g.pattern][0]
     return [caption(kind, g.colour, g.pattern), kind, g.colour, pat, f"{g.colour} {kind}", f"{pat} {kind}",
             f"{g.colour} {pat}", ", ".join([kind, g.colour, pat])]
+
+
+def shop_keyword_lists(per_key: int = 60, seed: int = 0) -> dict[str, list[str]]:
+    """Keyword lists worded as the keyword stage writes them for shop items (``GarmentSource(rich_words=True)``),
+    a fixed pool per key, for the scorer to read them as ``select`` does (d_t, d_p):
+    ``"type:<class>"``: target lists naming that garment type ("casual sneakers, soft fabric, everyday");
+    ``"look:<colour>|<pattern>"``: preference lists of a shopper whose favourite colour and pattern these are
+    (other colours, types and off-topic words around them). Held-out combinations play no part: the lists
+    carry no image."""
+    rng, src = random.Random(seed), GarmentSource(rich_words=True)
+    pools: dict[str, list[str]] = {}
+    for k, kind in enumerate(CLASSES):
+        pools[f"type:{kind}"] = _distinct(lambda: src.target_words(k, None, rng), per_key)
+    for colour in COLOUR_NAMES:
+        for pattern in PATTERNS:
+            def history() -> list[Garment]:
+                others = [Garment(rng.randrange(len(CLASSES)), rng.choice(COLOUR_NAMES), rng.choice(PATTERNS))]
+                return [Garment(rng.randrange(len(CLASSES)), colour, pattern) for _ in range(rng.randint(3, 6))] + others
+            pools[f"look:{colour}|{pattern}"] = _distinct(lambda: src.preference_words(history(), rng), per_key,
+                                                          keep=lambda w: favourite_named(w, colour, pattern))
+    return pools
+
+
+def favourite_named(words: list[str], colour: str, pattern: str) -> bool:
+    """Does a preference list name this colour and one of this pattern's words?"""
+    return colour in words and bool(set(words) & set(PATTERN_WORDS[pattern]))
+
+
+def _distinct(draw, n: int, keep=lambda words: True, tries: int = 50) -> list[str]:
+    out: dict[str, None] = {}
+    for _ in range(n * tries):
+        words = draw()
+        if keep(words):
+            out[", ".join(words)] = None
+        if len(out) == n:
+            break
+    return list(out)
 
 
 def favourite(history: list[Garment]) -> tuple[str, str]:

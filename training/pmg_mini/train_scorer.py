@@ -56,6 +56,9 @@ class ScorerConfig:
     gray_p: float = 0.0  # share of augmented views turned to greyscale
     splits: str = "train,scorer"  # comma list of the data splits to train on ("heldout" is refused)
     fresh_garments: str = ""  # a Fashion-MNIST folder: every step renders new garments from its 60,000 train shapes
+    # garments: share of the captions that are keyword lists as the keyword stage writes them for shop items
+    # (``fashion.shop_keyword_lists``: a type's target lists, a colour and pattern's preference lists)
+    shop_lists: float = 0.0
     attribute_loss: float = 0.0  # garments: weight of a cross-entropy over all types / colours / patterns by name
     attribute_weights: str = "1,1,1"  # their shares (type, colour, pattern); "2,0.5,0.5": type first (colour is easy)
     logit_scale_init: float = 2.659  # log of the starting temperature (CLIP's: log(1/0.07)); garments: log(50)
@@ -238,9 +241,9 @@ class CaptionIndex:
     """Every image's caption variants, their MiniLM features (computed once, cached in the run) and, when
     small enough (garments), the image x caption membership as a matrix: no Python loop per step."""
 
-    def __init__(self, metas: list[dict], tokenizer, encoder, cache: Path):
+    def __init__(self, metas: list[dict], tokenizer, encoder, cache: Path, extra: tuple[str, ...] = ()):
         variants = [caption_variants(m) for m in metas]
-        texts = sorted({t for v in variants for t in v})
+        texts = sorted({t for v in variants for t in v} | set(extra))
         self.text_id = {t: i for i, t in enumerate(texts)}
         if cache.exists():
             self.feats = torch.load(cache)
@@ -263,15 +266,28 @@ class CaptionIndex:
         return torch.tensor([[t in s for t in tids.tolist()] for s in sets])
 
 
-def scorer_batch(model, cfg: ScorerConfig, gen, x, captions: CaptionIndex, cached, fresh):
+def fresh_captions(garments, caps: list[list[str]], gen, pools: dict | None = None, p_list: float = 0.0):
+    """(one caption per garment, [i, j]: caption j is true for garment i). The caption is one of the
+    garment's variants or, with probability ``p_list``, a shop keyword list of its type or of its colour and
+    pattern (``pools``); every list of a garment's type and of its look counts as true for it."""
+    from pmg.evaluation.benchmarks.garments import CLASSES
+
+    pick = torch.randint(0, 1000, (len(caps),), generator=gen).tolist()
+    keys = [(f"type:{CLASSES[g.kind]}", f"look:{g.colour}|{g.pattern}") for g in garments]
+    listed = (torch.rand(len(caps), generator=gen) < p_list).tolist() if pools else [False] * len(caps)
+    chosen = [pools[k[p % 2]][(p // 2) % len(pools[k[p % 2]])] if lst else c[p % len(c)]
+              for c, p, k, lst in zip(caps, pick, keys, listed)]
+    true = [set(c) | (set(pools[k[0]]) | set(pools[k[1]]) if pools else set()) for c, k in zip(caps, keys)]
+    return chosen, torch.tensor([[t in s for t in chosen] for s in true])
+
+
+def scorer_batch(model, cfg: ScorerConfig, gen, x, captions: CaptionIndex, cached, fresh, pools=None):
     """One batch: (image embeddings, caption ids, same-text matrix, garments or None). Fresh garments are
-    rendered anew; otherwise images are drawn from the data folder (their cached frozen features with the
+    rendered anew (captions: ``fresh_captions``); otherwise images are drawn from the data folder (their cached frozen features with the
     alexnet tower)."""
     if fresh is not None:  # new garments; caption j is true for image i if it is one of i's captions
         xb, caps, garments = fresh(cfg.batch_size)
-        pick = torch.randint(0, 1000, (cfg.batch_size,), generator=gen).tolist()
-        chosen = [c[p % len(c)] for c, p in zip(caps, pick)]
-        same = torch.tensor([[t in set(c) for t in chosen] for c in caps])
+        chosen, same = fresh_captions(garments, caps, gen, pools, cfg.shop_lists)
         tids = torch.tensor([captions.text_id[t] for t in chosen])
         return model.encode_image(augment(xb, gen, cfg.gray_p)), tids, same, garments
     idx = torch.randint(0, len(x), (cfg.batch_size,), generator=gen)
@@ -318,6 +334,17 @@ def build_scorer(cfg: ScorerConfig, x: torch.Tensor, run: Path):
     return model, cached_views(model, x, cfg, run / "features.pt")
 
 
+def shop_lists(cfg: ScorerConfig) -> dict[str, list[str]] | None:
+    """The shop keyword lists (``--shop-lists`` > 0, garments only), or None."""
+    if not cfg.shop_lists:
+        return None
+    if not cfg.fresh_garments or not 0 < cfg.shop_lists <= 1:
+        raise SystemExit(f"--shop-lists must be in (0, 1] and needs --fresh-garments, got {cfg.shop_lists!r}")
+    from training.pmg_mini.fashion import shop_keyword_lists
+
+    return shop_keyword_lists(seed=cfg.seed)
+
+
 def load_scorer_data(cfg: ScorerConfig):
     """(train images, their metas, held-out images, their metas) from the data folder."""
     splits = [s for s in cfg.splits.split(",") if s]
@@ -339,7 +366,8 @@ def train(cfg: ScorerConfig) -> None:
         raise SystemExit("--attribute-loss needs --fresh-garments")
     shares = attribute_shares(cfg.attribute_weights)
     tokenizer, encoder = load_minilm()
-    captions = CaptionIndex(metas, tokenizer, encoder, run / "text_features.pt")
+    pools = shop_lists(cfg)
+    captions = CaptionIndex(metas, tokenizer, encoder, run / "text_features.pt", tuple(t for p in (pools or {}).values() for t in p))
     model, cached = build_scorer(cfg, x, run)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=max(0.05, 2 / cfg.steps))
@@ -361,7 +389,7 @@ def train(cfg: ScorerConfig) -> None:
         bar = tqdm(total=cfg.steps, initial=step, unit="step", mininterval=30)
         t0, losses = time.time(), []
         while step < cfg.steps:
-            img, tids, same, garments = scorer_batch(model, cfg, gen, x, captions, cached, fresh)
+            img, tids, same, garments = scorer_batch(model, cfg, gen, x, captions, cached, fresh, pools)
             loss = scorer_loss(model, cfg, img, model.encode_text_features(captions.feats[tids]), same, garments, names, shares)
             opt.zero_grad(set_to_none=True)
             loss.backward()
