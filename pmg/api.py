@@ -79,6 +79,16 @@ def _checked_grid(weights) -> tuple[tuple[float, float], ...]:
     return pairs
 
 
+def check_noises(noises, n_weights: int) -> None:
+    """An integer >= 1 whose grid (weightings x noises) stays within ``MAX_GRID`` candidates."""
+    from pmg.limits import MAX_GRID
+
+    if isinstance(noises, bool) or not isinstance(noises, int) or noises < 1:
+        raise ConfigError(f"noises must be an integer >= 1, got {noises!r}")
+    if noises * n_weights > MAX_GRID:
+        raise ConfigError(f"noises {noises} x {n_weights} weightings = {noises * n_weights} candidates, at most {MAX_GRID}")
+
+
 @dataclass
 class GenerationConfig:
     seed: int = 0
@@ -90,6 +100,7 @@ class GenerationConfig:
     use_keywords: bool = True  # False: the paper's "without keywords" ablation
     use_soft: bool = True  # False: the paper's "without soft embeddings" ablation
     weighting: str = "embedding"  # or "guidance": per-condition guidance (pmg.conditioning.weighting)
+    noises: int | None = None  # initial noises per weighting (None: the generator's default_noises, 1 unless its folder says)
 
     def __post_init__(self):
         """The one place generation options are validated (the CLI and the service only parse)."""
@@ -108,6 +119,8 @@ class GenerationConfig:
             self.weights = _checked_grid(self.weights)
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
+        if self.noises is not None:
+            check_noises(self.noises, len(self.weights) if self.weights is not None else 1)
         if len(self.negative_prompt) > 1000:
             raise ConfigError(f"negative prompt: {len(self.negative_prompt)} characters, at most 1000")
 
@@ -148,6 +161,7 @@ class Candidate:
     d_t: float
     z: float
     image: Image.Image
+    noise: int = 0  # which initial noise (0 .. noises - 1; ``GenerationConfig.noises``)
 
 
 @dataclass
@@ -247,6 +261,9 @@ class PMG:
             config = dataclasses.replace(config, alpha=getattr(self.generator, "default_alpha", 0.5))
         if config.weights is None:
             config = dataclasses.replace(config, weights=getattr(self.generator, "default_grid", DEFAULT_GRID))
+        if config.noises is None:
+            config = dataclasses.replace(config, noises=getattr(self.generator, "default_noises", 1))
+        check_noises(config.noises, len(config.weights))
         return config
 
     def generate_many(self, users: list[UserBehaviours], configs: list[GenerationConfig | None], *,
@@ -317,7 +334,7 @@ class PMG:
             weights = list(config.weights)
         grid = self.generator.prepare_grid(kw.target, pref or None, weights=weights, soft_embeds=soft,
                                            negative_prompt=config.negative_prompt, weighting=config.weighting,
-                                           generator=torch.Generator().manual_seed(config.seed))
+                                           generator=torch.Generator().manual_seed(config.seed), noises=config.noises)
         return {"grid": grid, "timings": timings, "warnings": warnings, "adapter": adapter}
 
     def _select(self, user: UserBehaviours, config: GenerationConfig, kw: KeywordResult, out, prep: dict,
@@ -328,7 +345,8 @@ class PMG:
         best = select_best(z)
         timings = dict(prep["timings"], scoring_s=score_s)
         cands = [
-            Candidate(w_p=wp, w_t=wt, d_p=None if d_p is None else float(d_p[i]), d_t=float(d_t[i]), z=float(z[i]), image=im)
+            Candidate(w_p=wp, w_t=wt, d_p=None if d_p is None else float(d_p[i]), d_t=float(d_t[i]), z=float(z[i]), image=im,
+                      noise=i * config.noises // len(out.weights))
             for i, ((wp, wt), im) in enumerate(zip(out.weights, out.images))
         ]
         models = {"llm": kw.model, "generator": self.generator.name, "scorer": self.scorer.name}

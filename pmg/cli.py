@@ -66,6 +66,8 @@ def _generation_args(p: argparse.ArgumentParser) -> None:
                    help="grid of w_p:w_t ratios (default: the generator's own; the paper's 0:4,1:3,2:2,3:1,4:0 unless its folder says)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own, 10 for pmg-mini)")
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
+    p.add_argument("--noises", type=int, default=None,
+                   help="initial noises per weighting, all scored (default: the generator's own; 1, the paper's, unless its folder says)")
     p.add_argument("--weighting", choices=WEIGHTINGS, default="embedding",
                    help="how w_p:w_t act: 'embedding' weighs the encoded conditions (the paper), "
                         "'guidance' mixes per-condition guidance directions")
@@ -95,7 +97,8 @@ def _generation_config(args):
         raise PMGError(f"--weights: {e}") from None
     return GenerationConfig(seed=args.seed, alpha=args.alpha, weights=weights, num_inference_steps=args.steps,
                             guidance_scale=args.guidance, negative_prompt=args.negative_prompt,
-                            use_keywords=not args.no_keywords, use_soft=not args.no_soft, weighting=args.weighting)
+                            use_keywords=not args.no_keywords, use_soft=not args.no_soft, weighting=args.weighting,
+                            noises=args.noises)
 
 
 def _model_spec(args, soft, threads: int):
@@ -191,6 +194,7 @@ def _add_eval(sub) -> None:
     e.add_argument("--guidance", type=float, default=4.0)
     e.add_argument("--weighting", choices=WEIGHTINGS, default="embedding")
     e.add_argument("--alpha", type=float, default=None, help="selection's a (default: the generator's own)")
+    e.add_argument("--noises", type=int, default=None, help="initial noises per weighting (default: the generator's own)")
     e.add_argument("--cache-dir", type=Path, default=None)
     e.add_argument("--threads", type=int, default=_default_threads())
     e.add_argument("--debug", action="store_true")
@@ -497,7 +501,7 @@ def _eval_images(args, bench: Path, out: Path, cache: Path) -> int:
     pmg = PMG.from_names(args.llm, args.generator, args.scorer, "tagger" if args.style_from_images else "none",
                          cache_dir=cache, model_cache_dir=cache, threads=args.threads, soft=soft)
     cfg = GenerationConfig(seed=args.seed, num_inference_steps=args.steps, guidance_scale=args.guidance,
-                           weighting=args.weighting, alpha=args.alpha)
+                           weighting=args.weighting, alpha=args.alpha, noises=args.noises)
     if args.adapters:
         return _eval_table3(args, pmg, bench, out, cfg, cache)
     references = _emoji_references(args)

@@ -93,6 +93,24 @@ def test_model_default_grid_is_read_and_checked(tmp_path):
         assert why in str(e.value)
 
 
+def test_model_default_noises_is_read_and_checked(tmp_path):
+    import json
+
+    import pytest
+
+    from pmg.errors import ModelLoadError
+
+    folder = save_tiny_pmg_mini(tmp_path / "mini")
+    index = json.loads((folder / "model_index.json").read_text())
+    assert load_generator(folder).default_noises == 1  # the paper: one image per weighting
+    (folder / "model_index.json").write_text(json.dumps({**index, "default_noises": 3}))
+    assert load_generator(folder).default_noises == 3
+    for bad in (0, 2.5, "3", True):
+        (folder / "model_index.json").write_text(json.dumps({**index, "default_noises": bad}))
+        with pytest.raises(ModelLoadError, match=f"default_noises must be an integer >= 1, got {bad!r}"):
+            load_generator(folder)
+
+
 def test_clip_scorer_from_folder(tmp_path):
     scorer = load_scorer(save_tiny_clip(tmp_path / "clip"))
     assert isinstance(scorer, CLIPScorer)

@@ -1,6 +1,8 @@
 import hashlib
 import json
 
+import pytest
+
 from helpers import ColourScorer, ScriptedLLM
 
 from pmg.api import PMG, GenerationConfig
@@ -65,6 +67,38 @@ def test_unset_grid_resolves_to_the_generator_default_and_an_explicit_one_wins()
     assert [(c.w_p, c.w_t) for c in res.candidates] == [(0, 4), (2, 2), (5, 1)]
     explicit = pmg.generate(parse_user(USER), GenerationConfig(num_inference_steps=1, weights="1:3,4:0"))
     assert [(c.w_p, c.w_t) for c in explicit.candidates] == [(1, 3), (4, 0)]
+
+
+def test_noises_score_every_candidate_and_name_their_files(tiny_pipe, tmp_path):
+    """``GenerationConfig(noises=2)``: two candidates per weighting, their noise recorded (result, manifest,
+    file names); the first noise's candidates equal the one-noise run; unset, the generator's own."""
+    from helpers import tiny_pipeline
+
+    pmg = PMG(KeywordExtractor(ScriptedLLM(_answer)), tiny_pipe, ColourScorer())
+    user = parse_user(USER)
+    one = pmg.generate(user, GenerationConfig(seed=3, num_inference_steps=2, weights="0:4,2:2"))
+    two = pmg.generate(user, GenerationConfig(seed=3, num_inference_steps=2, weights="0:4,2:2", noises=2))
+    assert [(c.w_p, c.w_t, c.noise) for c in two.candidates] == [(0, 4, 0), (2, 2, 0), (0, 4, 1), (2, 2, 1)]
+    assert [c.d_t for c in two.candidates[:2]] == pytest.approx([c.d_t for c in one.candidates], abs=1e-4)
+    z = [c.z for c in two.candidates]
+    assert two.best == z.index(max(z))
+    manifest = json.loads(save_result(two, tmp_path / "out").read_text())
+    assert [c["noise"] for c in manifest["candidates"]] == [0, 0, 1, 1] and manifest["config"]["noises"] == 2
+    assert manifest["candidates"][3]["file"] == "candidates/03_wp2_wt2_n1.png" and (tmp_path / "out" / "candidates/03_wp2_wt2_n1.png").is_file()
+    assert json.loads(save_result(one, tmp_path / "one").read_text())["candidates"][1]["file"] == "candidates/01_wp2_wt2.png"
+    pipe = tiny_pipeline(0)
+    pipe.default_noises = 3
+    res = PMG(KeywordExtractor(ScriptedLLM(_answer)), pipe, ColourScorer()).generate(user, GenerationConfig(num_inference_steps=1, weights="2:2"))
+    assert res.config.noises == 3 and [c.noise for c in res.candidates] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("bad, message", [(0, "noises must be an integer >= 1, got 0"), ("2", "got '2'"), (True, "got True"),
+                                         (9, "noises 9 x 2 weightings = 18 candidates, at most 16")])
+def test_bad_noises_are_named(bad, message):
+    from pmg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        GenerationConfig(weights="0:4,2:2", noises=bad)
 
 
 def test_unset_alpha_resolves_to_the_generator_default_and_moves_the_choice():

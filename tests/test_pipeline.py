@@ -158,3 +158,24 @@ def test_mixed_weightings_batch_like_alone(tiny_pipe):
         for a, b in zip(alone, together):
             diff = np.abs(_pixels(a.images) - _pixels(b.images))
             assert diff.max() <= 1 and (diff > 0).mean() <= 0.001
+
+
+@pytest.mark.parametrize("weighting", ["embedding", "guidance"])
+def test_noises_repeat_the_grid_from_further_latents(tiny_pipe, weighting):
+    """``noises=3``: every weighting drawn from three initial latents, noise-major; the first K candidates are
+    the one-noise grid of the same seed, and each further noise gives other images."""
+    weights = [(0, 4), (2, 2), (3, 1)]
+
+    def grid(noises):
+        return tiny_pipe.prepare_grid(["happy"], ["cat", "twemoji"], weights=weights, generator=torch.Generator().manual_seed(5),
+                                      weighting=weighting, noises=noises)
+
+    one, three = grid(1), grid(3)
+    assert three.weights == weights * 3 and three.latents.shape[0] == 9
+    torch.testing.assert_close(three.latents[:3], one.latents.expand(3, -1, -1, -1))
+    assert (three.latents[3] - three.latents[0]).abs().max() > 0.1 and (three.latents[6] - three.latents[3]).abs().max() > 0.1
+    a, b = (tiny_pipe.denoise_grids([g], num_inference_steps=2, output_type="pt")[0].images for g in (one, three))
+    assert b.shape[0] == 9
+    torch.testing.assert_close(b[:3], a, atol=1e-4, rtol=1e-4)
+    for k in range(3):  # the same weighting, another noise: another image
+        assert (b[3 + k] - b[k]).abs().max() > 1e-3 and (b[6 + k] - b[3 + k]).abs().max() > 1e-3

@@ -163,7 +163,8 @@ def test_shipped_fashion_scorer_reads_held_out_real_garments(repo):
     items = index["images"]
     seen = classify_garments(load_scorer(repo / "models/pmg-mini-fashion/scorer"), images)
     acc = {k: np.mean([s == m[k] for s, m in zip(seen[k], items)]) for k in ("type", "colour", "pattern")}
-    # shipped scorer: type 84%, colour 94%, pattern 100% here (80.7 / 95.4 / 99.6% on all 280 held-out garments);
+    # shipped scorer: type 88%, colour 96%, pattern 100% here (81.8 / 95.7 / 99.3% on all 280 held-out garments;
+    # the scorer before --shop-lists: 84 / 94 / 100%);
     # the misreadings are t-shirt/shirt/coat/pullover, Fashion-MNIST's known confusions
     assert acc["type"] >= 0.75 and acc["colour"] >= 0.85 and acc["pattern"] >= 0.9, acc
 
@@ -186,12 +187,17 @@ def test_shipped_fashion_model_dresses_the_bundled_shoppers(repo, tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         m = json.loads((out / "manifest.json").read_text())
         assert m["models"]["generator"] == "pmg-mini-fashion" and m["models"]["soft"] == "soft:soft-clothing"
-        images = [Image.open(out / "best.png")] + [Image.open(p) for p in sorted((out / "candidates").glob("*.png"))]
-        seen[name] = classify_garments(scorer, images)  # [chosen, 0:4, 1:1.5, 2:2, 1.5:1] (the model's grid)
+        # the model's grid: 1:1.5 and 2:2, each from three noises (noise-major), chosen with a = 0.3
+        assert [(c["w_p"], c["w_t"], c["noise"]) for c in m["candidates"]] == [(1, 1.5, 0), (2, 2, 0), (1, 1.5, 1), (2, 2, 1),
+                                                                               (1, 1.5, 2), (2, 2, 2)]
+        assert m["alpha"] == 0.3
+        images = [Image.open(out / "best.png")] + [Image.open(out / c["file"]) for c in m["candidates"]]
+        seen[name] = classify_garments(scorer, images)  # [chosen, then the six candidates]
     black = seen["clothing_shopper"]
     assert black["colour"][0] == "black" and black["type"][0] in ("shirt", "t-shirt"), black
     stripes = seen["stripes_shopper"]  # target "long-sleeve shirt", history of red striped garments
     # the chosen shirt carries the preference: red or striped (which one varies between runs: once in CI
-    # the 2:2 candidate came out plain red and was chosen; locally, striped)
+    # a 2:2 candidate came out plain red and was chosen; locally, striped); here every candidate was
+    # striped, the chosen one red, three of six red
     assert stripes["type"][0] == "shirt" and (stripes["pattern"][0] == "striped" or stripes["colour"][0] == "red"), stripes
-    assert stripes["pattern"][1] != "striped" and stripes["pattern"][4] == "striped", stripes  # the preference adds it
+    assert sum(p == "striped" for p in stripes["pattern"][1:]) >= 4, stripes  # the preference is in most of the grid

@@ -54,6 +54,14 @@ def test_generate_equals_the_library(client, tiny_pipe):
     assert out["best"] == lib.best
 
 
+def test_noises_option_gives_every_weighting_several_noises(client):
+    r = client.post("/v1/generate", json=body(options={"seed": 0, "steps": 2, "weights": [[0, 4], [2, 2]], "noises": 2}))
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert [(c["w_p"], c["w_t"], c["noise"]) for c in out["candidates"]] == [(0, 4, 0), (2, 2, 0), (0, 4, 1), (2, 2, 1)]
+    assert out["manifest"]["config"]["noises"] == 2 and client.get("/v1/models").json()["default_noises"] == 1
+
+
 def test_health_models_keywords_and_jobs(client):
     assert client.get("/v1/health").json() == {"status": "ready"}
     models = client.get("/v1/models").json()
@@ -138,6 +146,7 @@ def test_base64_images_are_used_and_bombs_refused(client):
 @pytest.mark.parametrize("patch, field", [
     ({"options": {"steps": 100000}}, "options.steps"), ({"options": {"weights": [[1, 1]] * 1000}}, "options.weights"),
     ({"options": {"seed": 2**70}}, "options.seed"), ({"history": [{"title": "x"}] * 500}, "history"),
+    ({"options": {"noises": 0}}, "options.noises"), ({"options": {"noises": 4}}, "noises 4 x 5 weightings"),
     ({"scenario": "cooking"}, "scenario"), ({"target": {}}, "target"), ({"extra": 1}, "extra"),
     ({"conversations": ["x" * 30_000]}, "conversations"),
 ])

@@ -48,7 +48,7 @@ class PMGPipeline:
 
     def __init__(self, unet, scheduler, codec, tokenizer, text_encoder, name: str = "generator",
                  max_chunks: int = 4, default_steps: int = 20, revision: str | None = None, default_alpha: float = 0.5,
-                 default_grid: tuple[tuple[float, float], ...] = DEFAULT_GRID):
+                 default_grid: tuple[tuple[float, float], ...] = DEFAULT_GRID, default_noises: int = 1):
         self.unet, self.scheduler, self.codec = unet.eval(), scheduler, codec
         self.tokenizer, self.text_encoder = tokenizer, text_encoder.eval()
         self.name, self.max_chunks = name, max_chunks
@@ -62,6 +62,9 @@ class PMGPipeline:
         for w_p, w_t in default_grid:
             normalize_weights(w_p, w_t)  # raises on a bad pair
         self.default_grid = tuple((float(wp), float(wt)) for wp, wt in default_grid)  # the weight grid when a config gives none
+        if isinstance(default_noises, bool) or not isinstance(default_noises, int) or default_noises < 1:
+            raise ValueError(f"default_noises must be an integer >= 1, got {default_noises!r}")
+        self.default_noises = default_noises  # initial noises per weighting when a config gives none
 
     @property
     def device(self) -> torch.device:
@@ -154,8 +157,11 @@ class PMGPipeline:
     # 2.-4. ------------------------------------------------------------------------ one user's grid
     def prepare_grid(self, target_keywords=None, preference_keywords=None, *, weights=DEFAULT_GRID, soft_embeds=None,
                      target_embeds=None, preference_embeds=None, negative_prompt: str = "", generator=None,
-                     latents=None, weighting: str = "embedding") -> "GridRequest":
+                     latents=None, weighting: str = "embedding", noises: int = 1) -> "GridRequest":
         """Encode one user's conditions, weight them and draw the shared initial latents.
+
+        ``noises`` > 1: every weighting is also drawn from ``noises - 1`` further initial latents (drawn
+        after the first from ``generator``), candidates noise-major; the first K are the one-noise grid.
 
         ``weighting``: "embedding" (the paper: one weighted context per candidate) or "guidance"
         (per-condition guidance: a target-only and a preference-only context, mixed in the prediction;
@@ -178,8 +184,9 @@ class PMGPipeline:
         mask = context_mask(target_embeds.shape[1], 0 if preference_embeds is None else preference_embeds.shape[1],
                             0 if soft_embeds is None else soft_embeds.shape[1], rows).to(self.device)
         uncond = pad_uncond(self.encode_empty(negative_prompt), cond.shape[1]).expand(len(weights), -1, -1)
-        return GridRequest(cond, mask, uncond, self.prepare_latents(generator, latents), weights,
+        grid = GridRequest(cond, mask, uncond, self.prepare_latents(generator, latents), weights,
                            torch.tensor(cand), torch.tensor(coef))
+        return grid.with_noises([grid.latents] + [self.prepare_latents(generator) for _ in range(noises - 1)])
 
     # 5.-6. ------------------------------------------------------------------------ many grids at once
     @torch.no_grad()
@@ -261,7 +268,16 @@ class GridRequest:
     cond: torch.Tensor  # (R, T, D) [w_t E_t ; w_p E_k ; w_p E_m] per U-Net row (R = K with the paper's weighting)
     mask: torch.Tensor  # (R, T) 0 where a weight is zero
     uncond: torch.Tensor  # (K, T, D) the empty prompt tiled to T
-    latents: torch.Tensor  # (1, C, h, w) initial latents shared by the K candidates
+    latents: torch.Tensor  # (1, C, h, w) initial latents shared by the K candidates, or (K, C, h, w) one each
     weights: list[tuple[float, float]]
     row_candidate: torch.Tensor  # (R,) the candidate each row of ``cond`` belongs to
     row_coef: torch.Tensor  # (R,) its coefficient in the candidate's prediction (a candidate's sum to 1)
+
+    def with_noises(self, latents: list[torch.Tensor]) -> "GridRequest":
+        """The grid repeated once per initial latent (each (1, C, h, w)), noise-major: K x N candidates."""
+        n, k = len(latents), len(self.weights)
+        if n == 1:
+            return self
+        return GridRequest(self.cond.repeat(n, 1, 1), self.mask.repeat(n, 1), self.uncond.repeat(n, 1, 1),
+                           torch.cat(latents).repeat_interleave(k, 0), self.weights * n,
+                           torch.cat([self.row_candidate + i * k for i in range(n)]), self.row_coef.repeat(n))

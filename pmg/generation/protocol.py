@@ -20,6 +20,7 @@ class Generator(Protocol):
     default_steps: int  # denoising steps when a call gives none
     default_alpha: float  # the selection's a (z = a log d_p + (1 - a) log d_t) when a config gives none
     default_grid: tuple  # the (w_p, w_t) weight grid when a config gives none (the paper's 0:4 ... 4:0 by default)
+    default_noises: int  # initial noises per weighting when a config gives none (1: the paper's one image per weighting)
     unet: torch.nn.Module  # the denoiser, for the denoising loss of soft-embedding training
     scheduler: object  # a diffusers scheduler (its config decides the loss's parametrisation)
     codec: object  # images <-> the space the U-Net denoises (``encode``, ``decode``, ``image_size``)
@@ -34,8 +35,9 @@ class Generator(Protocol):
         ...
 
     def prepare_grid(self, target_keywords=None, preference_keywords=None, *, weights=..., soft_embeds=None,
-                     target_embeds=None, preference_embeds=None, negative_prompt: str = "", generator=None, latents=None):
-        """One user's weighted conditions and initial latents."""
+                     target_embeds=None, preference_embeds=None, negative_prompt: str = "", generator=None, latents=None,
+                     noises: int = 1):
+        """One user's weighted conditions and initial latents (``noises``: that many per weighting)."""
         ...
 
     def denoise_grids(self, grids: list, *, num_inference_steps: int | None = None, guidance_scale: float = 4.0,

@@ -45,6 +45,11 @@ def _wrap(draw, text: str, font, width: int) -> list[str]:
     return lines + [cur] if cur else lines
 
 
+def candidate_file(i: int, c, noises: int | None = 1) -> str:
+    """A candidate's file: index and weights, and its noise when there are several."""
+    return f"candidates/{i:02d}_wp{c.w_p:g}_wt{c.w_t:g}" + (f"_n{c.noise}" if (noises or 1) > 1 else "") + ".png"
+
+
 def contact_sheet(result, cell: int = 192) -> Image.Image:
     """All candidates side by side, scores under each, the chosen one framed in green."""
     n = len(result.candidates)
@@ -67,7 +72,8 @@ def contact_sheet(result, cell: int = 192) -> Image.Image:
         if i == result.best:
             d.rectangle([x - 4, y - 4, x + cell + 3, y + cell + 3], outline=(0, 170, 60), width=4)
         dp = "-" if c.d_p is None else f"{c.d_p:.3f}"
-        lines = [f"w_p:w_t = {c.w_p:g}:{c.w_t:g}" + ("  (chosen)" if i == result.best else ""),
+        noise = f", noise {c.noise}" if (result.config.noises or 1) > 1 else ""
+        lines = [f"w_p:w_t = {c.w_p:g}:{c.w_t:g}{noise}" + ("  (chosen)" if i == result.best else ""),
                  f"d_p {dp}  d_t {c.d_t:.3f}", f"z {c.z:.3f}"]
         for j, line in enumerate(lines):
             d.text((x, y + cell + 6 + 17 * j), line, fill=(0, 120, 40) if i == result.best else "black", font=f_small)
@@ -93,8 +99,8 @@ def manifest_dict(result, files: dict[str, str], extra: dict | None = None) -> d
         "alpha": result.config.alpha,
         "best": result.best,
         "candidates": [
-            {"index": i, "w_p": c.w_p, "w_t": c.w_t, "d_p": c.d_p, "d_t": c.d_t, "z": c.z,
-             "file": f"candidates/{i:02d}_wp{c.w_p:g}_wt{c.w_t:g}.png", "size": list(c.image.size)}
+            {"index": i, "w_p": c.w_p, "w_t": c.w_t, "noise": c.noise, "d_p": c.d_p, "d_t": c.d_t, "z": c.z,
+             "file": candidate_file(i, c, result.config.noises), "size": list(c.image.size)}
             for i, c in enumerate(result.candidates)
         ],
         "models": result.models,
@@ -132,7 +138,7 @@ def save_result(result, out_dir: str | Path, extra: dict | None = None) -> Path:
         (tmp / "candidates").mkdir()
         names = []
         for i, c in enumerate(result.candidates):
-            name = f"candidates/{i:02d}_wp{c.w_p:g}_wt{c.w_t:g}.png"
+            name = candidate_file(i, c, result.config.noises)
             c.image.save(tmp / name)
             names.append(name)
         best = result.best_image

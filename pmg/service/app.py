@@ -62,7 +62,7 @@ def _result_out(result) -> GenerateOut:
     return GenerateOut(
         user_id=result.user_id,
         keywords=KeywordsOut(preference=kw.preference, target=kw.target, cached=kw.cached, model=kw.model, warnings=kw.warnings),
-        candidates=[{"w_p": c.w_p, "w_t": c.w_t, "d_p": _finite(c.d_p), "d_t": _finite(c.d_t) or 0.0,
+        candidates=[{"w_p": c.w_p, "w_t": c.w_t, "noise": c.noise, "d_p": _finite(c.d_p), "d_t": _finite(c.d_t) or 0.0,
                      "z": _finite(c.z) if _finite(c.z) is not None else -1e9, "png": _png(c.image)} for c in result.candidates],
         best=result.best, timings={k: round(v, 4) for k, v in result.timings.items()},
         manifest=_finite(manifest_dict(result, files={})),
@@ -123,7 +123,7 @@ def make_job(body: GenerateIn) -> Job:
     o = body.options
     config = GenerationConfig(seed=o.seed, alpha=o.alpha, weights=None if o.weights is None else tuple(o.weights), num_inference_steps=o.steps,
                               guidance_scale=o.guidance, use_keywords=o.use_keywords, use_soft=o.use_soft,
-                              weighting=o.weighting)
+                              weighting=o.weighting, noises=o.noises)
     kw = with_keywords(None, body.keywords.preference, body.keywords.target) if body.keywords else None
     return Job(user=user, config=config, keywords=kw)
 
@@ -146,7 +146,8 @@ def models(request: Request):
     soft = pmg.soft if isinstance(pmg.soft, dict) else {"*": pmg.soft} if pmg.soft else {}
     return {"llm": pmg.extractor.llm.name, "generator": pmg.generator.name, "scorer": pmg.scorer.name,
             "soft": {k: v.name for k, v in soft.items()}, "default_steps": pmg.generator.default_steps,
-            "default_alpha": pmg.generator.default_alpha, "default_grid": [list(w) for w in pmg.generator.default_grid]}
+            "default_alpha": pmg.generator.default_alpha, "default_grid": [list(w) for w in pmg.generator.default_grid],
+            "default_noises": getattr(pmg.generator, "default_noises", 1)}
 
 
 @guarded.post("/v1/keywords", response_model=KeywordsOut)

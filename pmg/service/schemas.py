@@ -46,6 +46,7 @@ class OptionsIn(_Strict):
     use_keywords: bool = True
     use_soft: bool = True
     weighting: Literal["embedding", "guidance"] = "embedding"
+    noises: Optional[int] = Field(default=None, ge=1, le=MAX_GRID)  # None: the generator's own
 
 
 class KeywordsIn(_Strict):
@@ -71,6 +72,7 @@ class GenerateIn(UserIn):
 class CandidateOut(BaseModel):
     w_p: float
     w_t: float
+    noise: int = Field(default=0, description="which initial noise (options.noises)")
     d_p: Optional[float]
     d_t: float
     z: float

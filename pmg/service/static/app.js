@@ -114,7 +114,7 @@ function rank() {
     div.className = "cand" + (i === best ? " chosen" : "");
     div.dataset.index = i;
     div.innerHTML = `<img alt="candidate ${i}" src="data:image/png;base64,${c.png}">
-      <div class="tag">w<sub>p</sub>:w<sub>t</sub> = ${c.w_p}:${c.w_t}${i === best ? " (chosen)" : ""}</div>
+      <div class="tag">w<sub>p</sub>:w<sub>t</sub> = ${c.w_p}:${c.w_t}${c.noise ? ` · noise ${c.noise}` : ""}${i === best ? " (chosen)" : ""}</div>
       <div>d<sub>p</sub> ${c.d_p === null ? "–" : c.d_p.toFixed(3)} · d<sub>t</sub> ${c.d_t.toFixed(3)}</div>
       <div>z <span class="z">${z[i].toFixed(3)}</span></div>`;
     grid.appendChild(div);
