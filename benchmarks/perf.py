@@ -64,30 +64,32 @@ def main() -> None:
         rows.append(("soft embeddings", s))
     pipe = pmg.generator
     a.steps = a.steps or pipe.default_steps
-    cfg = GenerationConfig(num_inference_steps=a.steps, weights=pipe.default_grid)
+    cfg = GenerationConfig(num_inference_steps=a.steps, weights=pipe.default_grid, noises=getattr(pipe, "default_noises", 1))
     gen = lambda: pipe(kw.target, kw.preference, weights=cfg.weights, soft_embeds=soft,  # noqa: E731
-                       num_inference_steps=a.steps, generator=torch.Generator().manual_seed(0))
+                       num_inference_steps=a.steps, generator=torch.Generator().manual_seed(0), noises=cfg.noises)
     gen()  # warm-up
     batched, out = timed(gen, a.repeats)
     one_by_one = lambda: [pipe(kw.target, kw.preference, weights=[w], soft_embeds=soft,  # noqa: E731
-                               num_inference_steps=a.steps, generator=torch.Generator().manual_seed(0)) for w in cfg.weights]
+                               num_inference_steps=a.steps, generator=torch.Generator().manual_seed(n))
+                          for n in range(cfg.noises) for w in cfg.weights]
     sequential, _ = timed(one_by_one, a.repeats)
-    rows.append((f"generation, {len(cfg.weights)} candidates batched", batched))
-    rows.append((f"generation, {len(cfg.weights)} candidates one at a time", sequential))
+    k = f"{len(cfg.weights) * cfg.noises} candidates" + (f" = {len(cfg.weights)} x {cfg.noises} noises" if cfg.noises > 1 else "")
+    rows.append((f"generation, {k} batched", batched))
+    rows.append((f"generation, {k} one at a time", sequential))
     score_s, _ = timed(lambda: (pmg.scorer.embed_images(out.images), pmg.scorer.embed_texts([", ".join(kw.target), ", ".join(kw.preference)])), a.repeats)
     rows.append(("scoring", score_s))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"machine: {torch.get_num_threads()} torch threads, {a.steps} denoising steps, generator {pipe.name}")
     for name, s in rows:
-        print(f"  {name:<44s} {s:8.3f} s")
-    print(f"  {'batched vs one-at-a-time speed-up':<44s} {sequential / batched:8.2f} x")
-    print(f"  {'keyword cache speed-up':<44s} {cold / max(cached, 1e-9):8.0f} x")
-    print(f"  {'peak resident memory':<44s} {peak_mb:8.0f} MB")
+        print(f"  {name:<50s} {s:8.3f} s")
+    print(f"  {'batched vs one-at-a-time speed-up':<50s} {sequential / batched:8.2f} x")
+    print(f"  {'keyword cache speed-up':<50s} {cold / max(cached, 1e-9):8.0f} x")
+    print(f"  {'peak resident memory':<50s} {peak_mb:8.0f} MB")
     print("keyword extraction, cold, per backend (same GGUF file, grounded):")
     for name, secs, kw_ in backend_rows:
-        print(f"  {name:<44s} {secs:8.3f} s   {', '.join(kw_.preference)} | {', '.join(kw_.target)}")
+        print(f"  {name:<50s} {secs:8.3f} s   {', '.join(kw_.preference)} | {', '.join(kw_.target)}")
     if len(backend_rows) == 2:
-        print(f"  {'llama.cpp vs transformers speed-up':<44s} {backend_rows[0][1] / backend_rows[1][1]:8.2f} x")
+        print(f"  {'llama.cpp vs transformers speed-up':<50s} {backend_rows[0][1] / backend_rows[1][1]:8.2f} x")
 
 
 def compare_backends(user, threads: int) -> list[tuple[str, float, object]]:

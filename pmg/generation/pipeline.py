@@ -146,11 +146,12 @@ class PMGPipeline:
         output_type: str = "pil",
         callback: Callable[[int, int], None] | None = None,
         weighting: str = "embedding",
+        noises: int = 1,
     ) -> PMGGenerationOutput:
         grid = self.prepare_grid(target_keywords, preference_keywords, weights=weights, soft_embeds=soft_embeds,
                                  target_embeds=target_embeds, preference_embeds=preference_embeds,
                                  negative_prompt=negative_prompt, generator=generator, latents=latents,
-                                 weighting=weighting)
+                                 weighting=weighting, noises=noises)
         return self.denoise_grids([grid], num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                   output_type=output_type, callback=callback)[0]
 

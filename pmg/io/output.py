@@ -73,8 +73,8 @@ def contact_sheet(result, cell: int = 192) -> Image.Image:
             d.rectangle([x - 4, y - 4, x + cell + 3, y + cell + 3], outline=(0, 170, 60), width=4)
         dp = "-" if c.d_p is None else f"{c.d_p:.3f}"
         noise = f", noise {c.noise}" if (result.config.noises or 1) > 1 else ""
-        lines = [f"w_p:w_t = {c.w_p:g}:{c.w_t:g}{noise}" + ("  (chosen)" if i == result.best else ""),
-                 f"d_p {dp}  d_t {c.d_t:.3f}", f"z {c.z:.3f}"]
+        lines = [f"w_p:w_t = {c.w_p:g}:{c.w_t:g}{noise}", f"d_p {dp}  d_t {c.d_t:.3f}",
+                 f"z {c.z:.3f}" + ("  (chosen)" if i == result.best else "")]
         for j, line in enumerate(lines):
             d.text((x, y + cell + 6 + 17 * j), line, fill=(0, 120, 40) if i == result.best else "black", font=f_small)
     return sheet
