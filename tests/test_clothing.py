@@ -137,6 +137,26 @@ def test_scorer_captions_mix_shop_lists_and_mark_every_true_one():
     assert same.tolist() == [[c in o or c in v for c in chosen] for o, v in zip(own, caps)]
 
 
+def test_composition_check_selects_among_noises_as_pmg_does(tiny_pipe):
+    """``evaluate_fashion.composed``: one noise gives the 2:2 image itself; with the model's noises, the one
+    with the highest z = a log d_p + (1 - a) log d_t against the two windows (``PMG.generate``'s choice)."""
+    import math
+
+    import torch
+    from helpers import ColourScorer
+
+    from training.pmg_mini.evaluate_fashion import composed
+
+    scorer, pixels = ColourScorer(), lambda im: np.asarray(im, dtype=int)
+    images = tiny_pipe("blue tee", "red, striped", weights=[(2.0, 2.0)], noises=3, generator=torch.Generator().manual_seed(4)).images
+    assert (pixels(composed(tiny_pipe, scorer, "blue tee", "red, striped", seed=4)) == pixels(images[0])).all()
+    e = scorer.embed_images(images)
+    t, p = scorer.embed_texts(["blue tee", "red, striped"])
+    z = [0.3 * math.log(max(float(e[i] @ p), 1e-4)) + 0.7 * math.log(max(float(e[i] @ t), 1e-4)) for i in range(3)]
+    best = composed(tiny_pipe, scorer, "blue tee", "red, striped", seed=4, noises=3, alpha=0.3)
+    assert (pixels(best) == pixels(images[z.index(max(z))])).all()
+
+
 def test_fashion_keep_type_dresses_the_target_at_three_to_one():
     """``keep_type`` (the shipped fine-tune): at 3:1 the target's type in the shopper's colour and
     pattern; without it, the shopper's favourite type (which is the target's only by chance)."""

@@ -7,7 +7,9 @@
 2. Composition: for every (type, colour, pattern) combination kept out of training (``fashion.is_heldout``)
    the generator gets PMG's conditions -- target window "type words", preference window "colour, pattern"
    at w_p:w_t = 2:2 -- and the scorer names the type (of 10), colour (of 12) and pattern (of 5) of the
-   image. Bars: type >= 90%, colour >= 80%, pattern >= 70%.
+   image. Bars: type >= 90%, colour >= 80%, pattern >= 70%. Twice: one image per combination (the
+   generator's own composition), and the model's selection (its ``default_noises`` images at 2:2, the
+   one maximising z with its ``default_alpha`` against the two windows, as ``PMG.generate`` picks).
 3. Seconds for the 5-candidate grid.
 """
 
@@ -33,17 +35,24 @@ def classify(scorer, images: list[Image.Image]) -> dict[str, list[int]]:
     return {k: [order[k].index(v) for v in vs] for k, vs in classify_garments(scorer, images).items()}
 
 
-def composition(pipe, scorer, seed: int = 0, batch: int = 16) -> dict:
+def composed(pipe, scorer, target: str, preference: str, seed: int, noises: int = 1, alpha: float = 0.5):
+    """The 2:2 image of one combination; with ``noises`` > 1, the one of them maximising z (PMG's selection)."""
+    from pmg.scoring.select import select_best, similarity_scores, z_scores
+
+    images = pipe(target, preference, weights=[(2.0, 2.0)], noises=noises, generator=torch.Generator().manual_seed(seed)).images
+    if noises == 1:
+        return images[0]
+    txt = scorer.embed_texts([target, preference])
+    d_p, d_t = similarity_scores(scorer.embed_images(images), txt[1], txt[0])
+    return images[select_best(z_scores(d_p, d_t, alpha))]
+
+
+def composition(pipe, scorer, seed: int = 0, noises: int = 1, alpha: float = 0.5) -> dict:
     from training.pmg_mini.fashion import is_heldout
 
     combos = [(k, c, p) for k in range(len(CLASSES)) for c in sorted(COLOURS) for p in PATTERNS if is_heldout(k, c, p)]
-    images = []
-    for i in range(0, len(combos), batch):
-        part = combos[i : i + batch]
-        for j, (k, c, p) in enumerate(part):
-            r = pipe(", ".join(CLASS_WORDS[CLASSES[k]][:2]), f"{c}, {PATTERN_WORDS[p][0]}", weights=[(2.0, 2.0)],
-                     generator=torch.Generator().manual_seed(seed + i + j))
-            images.append(r.images[0])
+    images = [composed(pipe, scorer, ", ".join(CLASS_WORDS[CLASSES[k]][:2]), f"{c}, {PATTERN_WORDS[p][0]}", seed + i, noises, alpha)
+              for i, (k, c, p) in enumerate(combos)]
     pred = classify(scorer, images)
     colours = sorted(COLOURS)
     acc = {"type": np.mean([pred["type"][i] == k for i, (k, _, _) in enumerate(combos)]),
@@ -97,10 +106,13 @@ def main() -> None:
     if a.grid:
         sample_grid(pipe, a.grid)
     comp = composition(pipe, scorer)
+    selected = composition(pipe, scorer, noises=pipe.default_noises, alpha=pipe.default_alpha)
     t0 = time.perf_counter()
     for _ in range(3):
         pipe("t-shirt, tee", "red, striped", generator=torch.Generator().manual_seed(0))
     report = {k: v for k, v in comp.items() if not k.startswith("_")}
+    report["with_selection"] = {"noises": pipe.default_noises, "alpha": pipe.default_alpha,
+                                **{k: v for k, v in selected.items() if not k.startswith("_")}}
     report["grid_s"] = (time.perf_counter() - t0) / 3
     print(json.dumps(report, indent=2))
 
