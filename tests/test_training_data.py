@@ -145,8 +145,8 @@ def test_scorer_shop_lists_need_garments_and_a_share():
     from training.pmg_mini.train_scorer import ScorerConfig, shop_lists
 
     assert shop_lists(ScorerConfig()) is None
-    assert len(shop_lists(ScorerConfig(fresh_garments="fm", shop_lists=0.5))["type:coat"]) == 60
-    for bad in (ScorerConfig(shop_lists=0.5), ScorerConfig(fresh_garments="fm", shop_lists=1.5)):
+    assert len(shop_lists(ScorerConfig(fresh_garments="fm", image_tower="convnet", shop_lists=0.5))["type:coat"]) == 60
+    for bad in (ScorerConfig(shop_lists=0.5), ScorerConfig(fresh_garments="fm", image_tower="convnet", shop_lists=1.5)):
         with pytest.raises(SystemExit, match=f"got {bad.shop_lists!r}"):
             shop_lists(bad)
 

@@ -335,7 +335,11 @@ def build_scorer(cfg: ScorerConfig, x: torch.Tensor, run: Path):
 
 
 def shop_lists(cfg: ScorerConfig) -> dict[str, list[str]] | None:
-    """The shop keyword lists (``--shop-lists`` > 0, garments only), or None."""
+    """The garment options checked; the shop keyword lists (``--shop-lists`` > 0, garments only), or None."""
+    if cfg.fresh_garments and cfg.image_tower == "alexnet":
+        raise SystemExit("--fresh-garments renders new images every step: use --image-tower cnn")
+    if cfg.attribute_loss and not cfg.fresh_garments:
+        raise SystemExit("--attribute-loss needs --fresh-garments")
     if not cfg.shop_lists:
         return None
     if not cfg.fresh_garments or not 0 < cfg.shop_lists <= 1:
@@ -360,13 +364,8 @@ def train(cfg: ScorerConfig) -> None:
     torch.set_num_threads(read_threads(run, cfg.threads))
     torch.manual_seed(cfg.seed)
     x, metas, xv, mv = load_scorer_data(cfg)
-    if cfg.fresh_garments and cfg.image_tower == "alexnet":
-        raise SystemExit("--fresh-garments renders new images every step: use --image-tower cnn")
-    if cfg.attribute_loss and not cfg.fresh_garments:
-        raise SystemExit("--attribute-loss needs --fresh-garments")
-    shares = attribute_shares(cfg.attribute_weights)
+    pools, shares = shop_lists(cfg), attribute_shares(cfg.attribute_weights)
     tokenizer, encoder = load_minilm()
-    pools = shop_lists(cfg)
     captions = CaptionIndex(metas, tokenizer, encoder, run / "text_features.pt", tuple(t for p in (pools or {}).values() for t in p))
     model, cached = build_scorer(cfg, x, run)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
