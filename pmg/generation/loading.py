@@ -80,7 +80,7 @@ def load_generator(spec: str | Path, *, scheduler: str | None = None, dtype: tor
         grid = parse_grid(index["default_grid"]) if "default_grid" in index else DEFAULT_GRID
     except (ValueError, TypeError, AttributeError) as e:
         raise ModelLoadError(f"{index_path}: default_grid must be ratios like '0:4,2:2,4:0', got {index['default_grid']!r} ({e})") from None
-    noises = index.get("default_noises", 1)  # one image per weighting (the paper) unless the model says (pmg-mini-fashion: 2)
+    noises = index.get("default_noises", 1)  # one image per weighting (the paper) unless the model says (pmg-mini-fashion: 3)
     if isinstance(noises, bool) or not isinstance(noises, int) or noises < 1:
         raise ModelLoadError(f"{index_path}: default_noises must be an integer >= 1, got {noises!r}")
     return PMGPipeline(unet, sched, codec, tokenizer, text_encoder, name=name, default_steps=steps, default_alpha=float(alpha),
