@@ -52,7 +52,14 @@ def test_eval_writes_every_table_row(art, tmp_path, tiny_pipe):
     from helpers import ScriptedLLM
     from helpers import ColourScorer
 
+    import numpy as np
+    from PIL import Image
+
     from pmg.api import PMG, GenerationConfig
+    from pmg.behaviours.schema import load_user
+    from pmg.evaluation.lpips import LPIPS
+    from pmg.evaluation.metrics import lpips as lpips_fn
+    from pmg.evaluation.metrics import to_tensor
     from pmg.evaluation.run import evaluate_split, write_tables
     from pmg.keywords.extract import KeywordExtractor
 
@@ -75,8 +82,22 @@ def test_eval_writes_every_table_row(art, tmp_path, tiny_pipe):
     n_test = len(json.loads((bench / "split.json").read_text())["test"])
     rows = list(csv.DictReader(open(tmp_path / "res" / "table2.csv")))
     # no adapter: the soft rows collapse into PMG (said in the table); keywords ablations remain
-    assert [r["variant"] for r in rows] == ["PMG", "w/o soft embeddings", "w/o both"]
+    assert [r["variant"] for r in rows] == ["PMG", "w/o soft embeddings", "w/o both", "ground truth"]
     assert all(int(r["users"]) == n_test for r in rows)
+    # the ground-truth row: the real target image against the same history, computed here independently
+    truth_row = rows.pop()
+    assert truth_row["lpips_target_mean"] == "" and "| ground truth (the real target image) |" in table
+    truth = json.loads((bench / "ground_truth.json").read_text())
+    lp = LPIPS("alex")
+    own = []
+    for r in pmg_recs:
+        user = load_user(bench / "users" / f"{r['user_id']}.json")
+        h = to_tensor([Image.open(x.image).convert("RGB") for x in user.recent().history], 64)
+        t = to_tensor([Image.open(bench / truth[r["user_id"]]["target_image"]).convert("RGB")], 64)
+        own.append(lpips_fn(lp, t.expand(len(h), -1, -1, -1), h).mean().item())
+        assert r["truth_history"]["lpips_history"] == pytest.approx(own[-1], abs=1e-5)
+    assert float(truth_row["lpips_history_mean"]) == pytest.approx(np.mean(own), abs=1e-5)
+    assert all("truth_history" not in r for r in records if r["variant"] != "PMG")
     for r in rows:
         for m in ("lpips_history", "ssim_history", "lpips_target", "ssim_target"):
             lo, mean, hi = float(r[f"{m}_ci_low"]), float(r[f"{m}_mean"]), float(r[f"{m}_ci_high"])
