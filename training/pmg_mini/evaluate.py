@@ -138,6 +138,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's default_steps)")
     ap.add_argument("--guidance", type=float, default=4.0)
+    ap.add_argument("--shift", type=float, default=None,
+                    help="flow-matching timestep shift for sampling (default: the model's scheduler config)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip", default="", help="comma list of: grid,conditioning,retrieval,speed")
@@ -145,10 +147,12 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     skip = set(a.skip.split(","))
     pipe = load_generator(a.model)
+    if a.shift is not None:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, shift=a.shift)
     a.steps = a.steps or pipe.default_steps
     meta = load_meta(a.data)
     results = {"model": a.model, "train_step": json.loads((Path(a.model) / "model_index.json").read_text()).get("train_step"),
-               "steps": a.steps}
+               "steps": a.steps, "shift": pipe.scheduler.config.get("shift")}
     if "grid" not in skip:
         sample_grid(pipe, meta, a.data, a.grid, a.seed, a.steps, a.guidance)
         results["grid"] = str(a.grid)
