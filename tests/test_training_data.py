@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from training.pmg_mini.build_data import IconifySet, _slug
@@ -210,3 +211,19 @@ def test_emoji_catalogue_drops_flags_and_components_and_sorts_by_group(tmp_path)
     data, groups, subgroups = emoji_catalogue(tmp_path)
     assert [e["hexcode"] for e in data] == ["1F600", "1F601", "1F622"]
     assert groups[0] == "smileys-emotion" and subgroups[1] == "face-sad"
+
+
+def test_evaluate_shift_moves_the_sampling_steps_toward_high_noise():
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from training.pmg_mini.evaluate import shifted
+
+    base = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000)
+    s3 = shifted(base, 3.0)
+    base.set_timesteps(10)
+    s3.set_timesteps(10)
+    plain, moved = base.sigmas[:-1], s3.sigmas[:-1]
+    assert moved[0] == plain[0] == 1.0 and (moved.diff() < 0).all()
+    # every later step sits at a higher noise level: 5 of 10 steps above 0.75 instead of 3
+    assert (moved[1:] > plain[1:]).all() and (moved > 0.75).sum() == 5 and (plain > 0.75).sum() == 3
+    assert base.config.shift == 1.0 and s3.config.shift == 3.0  # a copy: the original is left as it was

@@ -27,6 +27,12 @@ from training.pmg_mini.build_data import STYLES
 GRID_CONCEPTS = ["1F600", "1F63A", "1F436", "1F355", "26BD", "1F525", "1F333", "1F680", "1F98A", "1F34E", "2B50", "1F697"]
 
 
+def shifted(scheduler, shift: float):
+    """A copy of a flow-matching scheduler sampling with timestep shift ``shift`` (1 = none; more steps at
+    high noise): sigma -> shift * sigma / (1 + (shift - 1) * sigma)."""
+    return type(scheduler).from_config(scheduler.config, shift=shift)
+
+
 def load_meta(data: Path) -> list[dict]:
     return [json.loads(line) for line in open(data / "meta.jsonl")]
 
@@ -148,7 +154,7 @@ def main() -> None:
     skip = set(a.skip.split(","))
     pipe = load_generator(a.model)
     if a.shift is not None:
-        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, shift=a.shift)
+        pipe.scheduler = shifted(pipe.scheduler, a.shift)
     a.steps = a.steps or pipe.default_steps
     meta = load_meta(a.data)
     results = {"model": a.model, "train_step": json.loads((Path(a.model) / "model_index.json").read_text()).get("train_step"),
