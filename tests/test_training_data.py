@@ -3,8 +3,8 @@
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from training.pmg_mini.build_data import IconifySet, _slug
 
