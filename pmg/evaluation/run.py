@@ -281,8 +281,8 @@ def write_tables(records: list[dict], out: Path, bench: Path, scorer_note: str =
         for row in rows:
             w.writerow([row["variant"], row["users"], row["soft"]] + [f"{x:.6f}" for m in METRICS for x in row[m]])
         if truth:
-            w.writerow(["ground truth", truth["users"], False] + [f"{x:.6f}" if m in truth else ""
-                                                                   for m in METRICS for x in truth.get(m, (0, 0, 0))])
+            cells = [[f"{x:.6f}" for x in truth[m]] if m in truth else ["", "", ""] for m in METRICS]
+            w.writerow(["ground truth", truth["users"], False] + sum(cells, []))
     md = ["| variant | LPIPS history ↓ | SSIM history ↑ | LPIPS target ↓ | SSIM target ↑ |", "|---|---|---|---|---|"]
     for row in rows:
         name = row["variant"] + ("" if row["soft"] or "soft" in row["variant"] or "both" in row["variant"] else " (no soft adapter)")
