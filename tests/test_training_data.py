@@ -227,3 +227,52 @@ def test_evaluate_shift_moves_the_sampling_steps_toward_high_noise():
     # every later step sits at a higher noise level: 5 of 10 steps above 0.75 instead of 3
     assert (moved[1:] > plain[1:]).all() and (moved > 0.75).sum() == 5 and (plain > 0.75).sum() == 3
     assert base.config.shift == 1.0 and s3.config.shift == 3.0  # a copy: the original is left as it was
+
+
+def _tiny_unet(channels, down, up, factor):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(len(channels))
+    return UNet2DConditionModel(sample_size=32 // factor, in_channels=3 * factor**2, out_channels=3 * factor**2,
+                                block_out_channels=channels, layers_per_block=1, down_block_types=down,
+                                up_block_types=up, cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8,
+                                time_embedding_dim=64)
+
+
+def test_deepen_puts_the_old_unet_inside_a_finer_level():
+    """``train_generator --deepen``: a 16x16 U-Net's blocks become the inner levels of one with a
+    32x32 level; the time MLP keeps the old features' even frequencies, the new level starts fresh."""
+    from training.pmg_mini.train_generator import deepen_map, deepen_unet
+
+    old = _tiny_unet([16, 16], ["DownBlock2D", "CrossAttnDownBlock2D"], ["CrossAttnUpBlock2D", "UpBlock2D"], 4)
+    new = _tiny_unet([8, 16, 16], ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],
+                     ["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"], 2)
+    before = {k: v.clone() for k, v in new.state_dict().items()}
+    copied, fresh = deepen_unet(old, new)
+    so, sn = old.state_dict(), new.state_dict()
+    assert deepen_map("down_blocks.1.attentions.0.proj_in.weight", 1) == "down_blocks.2.attentions.0.proj_in.weight"
+    assert deepen_map("up_blocks.0.resnets.0.conv1.weight", 1) == "up_blocks.0.resnets.0.conv1.weight"
+    # the old inner level, its cross-attention and the mid block are in the new U-Net unchanged
+    for k in ["down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight", "mid_block.resnets.0.conv1.weight",
+              "up_blocks.0.attentions.0.proj_out.weight", "time_embedding.linear_2.weight"]:
+        assert torch.equal(sn[deepen_map(k, 1)], so[k]), k
+    # 8 sinusoidal features are the old 16's frequencies 0, 2, 4, 6 (cos and sin halves)
+    cols = [0, 2, 4, 6, 8, 10, 12, 14]
+    assert torch.equal(sn["time_embedding.linear_1.weight"], so["time_embedding.linear_1.weight"][:, cols])
+    # the new outer level and the convolutions into and out of pixels keep their fresh init
+    for k in ["conv_in.weight", "conv_out.weight", "down_blocks.0.resnets.0.conv1.weight"]:
+        assert torch.equal(sn[k], before[k]), k
+    total = sum(v.numel() for v in sn.values())
+    assert copied + fresh == total and 0 < fresh < copied
+    out = new(torch.randn(1, 12, 16, 16), torch.tensor([500.0]), encoder_hidden_states=torch.randn(1, 3, 16)).sample
+    assert out.shape == (1, 12, 16, 16) and torch.isfinite(out).all()
+
+
+def test_deepen_refuses_inner_levels_that_do_not_match():
+    from training.pmg_mini.train_generator import deepen_unet
+
+    old = _tiny_unet([16, 16], ["DownBlock2D", "CrossAttnDownBlock2D"], ["CrossAttnUpBlock2D", "UpBlock2D"], 4)
+    other = _tiny_unet([8, 8, 16], ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],
+                       ["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"], 2)
+    with pytest.raises(ValueError, match=r"cannot deepen \[16, 16\] into \[8, 8, 16\]"):
+        deepen_unet(old, other)

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,8 @@ class TrainConfig:
     run: str = "runs/gen"
     unet_config: str = str(HERE / "configs" / "unet.json")
     init_from: str | None = None
+    # init_from's U-Net becomes the inner levels of unet_config's deeper one (``deepen_unet``)
+    deepen: bool = False
     image_size: int = 64
     factor: int = 4
     steps: int = 20000
@@ -237,13 +240,19 @@ def _fit(tokenizer, text: str, windows: int) -> str:
 # ----------------------------------------------------------------------------- model
 
 
-def build_unet(config_path: str, init_from: str | None = None, factor: int = 2):
+def build_unet(config_path: str, init_from: str | None = None, factor: int = 2, deepen: bool = False):
     from diffusers import UNet2DConditionModel
 
-    if not init_from:
+    if not init_from or deepen:
         cfg = json.loads(Path(config_path).read_text())
         cfg["in_channels"] = cfg["out_channels"] = 3 * factor**2
-        return UNet2DConditionModel.from_config(cfg).float()
+        new = UNet2DConditionModel.from_config(cfg).float()
+        if not init_from:
+            return new
+        old = UNet2DConditionModel.from_pretrained(init_from, subfolder="unet", torch_dtype=torch.float32).float()
+        copied, fresh = deepen_unet(old, new)
+        print(f"deepened {init_from}: {copied / 1e6:.1f}M parameters copied, {fresh / 1e6:.1f}M new")
+        return new
     unet = UNet2DConditionModel.from_pretrained(init_from, subfolder="unet", torch_dtype=torch.float32).float()
     if unet.config.in_channels != 3 * factor**2:
         unet = widen_space_to_depth(unet, factor)
@@ -280,6 +289,37 @@ def widen_space_to_depth(unet, factor: int):
     sd["conv_out.bias"] = sd["conv_out.bias"][idx]
     new.load_state_dict(sd)
     return new
+
+
+def deepen_map(name: str, offset: int) -> str:
+    """Where a parameter of the shallower U-Net goes in one with ``offset`` more outer levels: down
+    blocks shift inward (down_blocks.i -> down_blocks.i+offset); up blocks, the mid block and the
+    time embedding keep their names (up_blocks.0 is the innermost in both)."""
+    m = re.match(r"down_blocks\.(\d+)\.(.*)", name)
+    return f"down_blocks.{int(m.group(1)) + offset}.{m.group(2)}" if m else name
+
+
+@torch.no_grad()
+def deepen_unet(old, new) -> tuple[int, int]:
+    """Copies ``old``'s weights into ``new``, a U-Net with more (outer, finer) levels around the same
+    inner ones, wherever the shapes agree after ``deepen_map``; the rest keep their fresh init. The
+    sinusoidal time features of the narrower first level are every other frequency of the old ones,
+    so the time MLP's first layer keeps those columns. Returns (parameters copied, parameters new)."""
+    offset = len(new.config.block_out_channels) - len(old.config.block_out_channels)
+    if offset < 1 or list(new.config.block_out_channels[offset:]) != list(old.config.block_out_channels):
+        raise ValueError(f"cannot deepen {list(old.config.block_out_channels)} into {list(new.config.block_out_channels)}: "
+                         "the new U-Net's inner levels must have the old one's channels")
+    target = new.state_dict()
+    src = {deepen_map(k, offset): v for k, v in old.state_dict().items()}
+    w_old, w_new = src["time_embedding.linear_1.weight"], target["time_embedding.linear_1.weight"]
+    if w_old.shape[0] == w_new.shape[0] and w_old.shape[1] == 2 * w_new.shape[1]:  # dims halve: keep frequencies 0, 2, 4, ...
+        h = w_new.shape[1] // 2
+        cols = torch.cat([torch.arange(0, 2 * h, 2), 2 * h + torch.arange(0, 2 * h, 2)])
+        src["time_embedding.linear_1.weight"] = w_old[:, cols]
+    copied = {k: v for k, v in src.items() if k in target and target[k].shape == v.shape}
+    new.load_state_dict(copied, strict=False)
+    n_copied = sum(v.numel() for v in copied.values())
+    return n_copied, sum(v.numel() for v in target.values()) - n_copied
 
 
 @torch.no_grad()
@@ -374,7 +414,7 @@ def train(cfg: TrainConfig) -> None:
     codec = PixelShuffleCodec(factor=cfg.factor, image_size=cfg.image_size)
     tokenizer, encoder = load_minilm()
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
-    unet = build_unet(cfg.unet_config, cfg.init_from, cfg.factor)
+    unet = build_unet(cfg.unet_config, cfg.init_from, cfg.factor, cfg.deepen)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
