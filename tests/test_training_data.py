@@ -276,3 +276,24 @@ def test_deepen_refuses_inner_levels_that_do_not_match():
                        ["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"], 2)
     with pytest.raises(ValueError, match=r"cannot deepen \[16, 16\] into \[8, 8, 16\]"):
         deepen_unet(old, other)
+
+
+def test_generator_extra_splits_add_other_styles_of_training_concepts_only(tmp_path):
+    """``train_generator --extra-splits scorer``: the scorer's art sets join the plain captions after
+    the training rows, for concepts the training split has; a concept seen only held out stays out."""
+    from training.pmg_mini.train_generator import load_data
+
+    rows = [("1F431", "noto", "train"), ("1F436", "noto", "train"), ("1F431", "blob", "scorer"),
+            ("2B50", "blob", "scorer"), ("1F436", "twemoji", "heldout"), ("2B50", "twemoji", "heldout"),
+            ("1F436", "fluent", "scorer")]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    np.save(folder / "images.npy", np.arange(len(rows), dtype=np.uint8)[:, None, None, None].repeat(8, 1).repeat(8, 2).repeat(3, 3))
+    (folder / "meta.jsonl").write_text("".join(json.dumps({"hexcode": h, "style": s, "split": sp}) + "\n" for h, s, sp in rows))
+    x, metas = load_data(str(folder), 8, extra_splits="scorer")
+    assert [(m["hexcode"], m["style"]) for m in metas] == [("1F431", "noto"), ("1F436", "noto"), ("1F431", "blob"), ("1F436", "fluent")]
+    assert torch.allclose((x[:, 0, 0, 0] + 1) * 127.5, torch.tensor([0.0, 1, 2, 6]), atol=1e-3)  # the rows' own images
+    assert len(load_data(str(folder), 8)[1]) == 2
+    for bad in ("heldout", "scorer,shop"):
+        with pytest.raises(ValueError, match="extra splits"):
+            load_data(str(folder), 8, extra_splits=bad)

@@ -74,6 +74,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     p_uncond: float = 0.1
     p_plain: float = 0.25
+    # emoji: more art sets for the plain captions (and empty ones), e.g. "scorer": the eight sets that
+    # otherwise only train the scorer; a concept with no training image in any style stays out
+    extra_splits: str = ""
     # the keyword stage's real outputs for a benchmark's train users (``bench_examples``; emoticons or
     # clothing), this share of the batch: its truth at a composing ratio, a history item at 4:0
     bench_examples: str = ""
@@ -94,10 +97,19 @@ class TrainConfig:
 # ----------------------------------------------------------------------------- data
 
 
-def load_data(folder: str, image_size: int, split: str = "train"):
+def load_data(folder: str, image_size: int, split: str = "train", extra_splits: str = ""):
+    """Images [N, 3, S, S] in [-1, 1] and their meta rows: ``split``'s first, then ``extra_splits``'
+    (comma-separated) rows of concepts that ``split`` has (so held-out concepts stay unseen)."""
     images = np.load(Path(folder) / "images.npy")
     meta = [json.loads(line) for line in open(Path(folder) / "meta.jsonl")]
     keep = [i for i, m in enumerate(meta) if m["split"] == split]
+    extra = {e for e in extra_splits.split(",") if e}
+    if extra:
+        if not extra <= {m["split"] for m in meta} or "heldout" in extra or split in extra:
+            raise ValueError(f"extra splits {sorted(extra)!r}: name splits of {folder}/meta.jsonl other than "
+                             f"{split!r} and 'heldout'")
+        seen = {meta[i]["hexcode"] for i in keep}
+        keep += [i for i, m in enumerate(meta) if m["split"] in extra and m["hexcode"] in seen]
     x = torch.from_numpy(images[keep]).permute(0, 3, 1, 2).float() / 127.5 - 1  # (N, 3, 64, 64)
     if x.shape[-1] != image_size:
         x = F.interpolate(x, size=image_size, mode="bilinear", antialias=True, align_corners=False)
@@ -376,8 +388,9 @@ def batch_source(cfg: TrainConfig):
         return (lambda rng: compose_fashion(source, renderer, rng, cfg, shoppers)), about
     if cfg.band_probs:  # the emoji examples draw their bands in ``compose.sample_example``
         raise ValueError(f"--band-probs {cfg.band_probs!r}: only --dataset fashion takes band shares")
-    x, metas = load_data(cfg.data, cfg.image_size)
-    index = EmojiIndex(metas, usage_weights(metas))
+    x, metas = load_data(cfg.data, cfg.image_size, extra_splits=cfg.extra_splits)
+    n_train = sum(m["split"] == "train" for m in metas)  # first in ``metas``: the composition examples' rows
+    index = EmojiIndex(metas[:n_train], usage_weights(metas[:n_train]))
     bench = load_bench_examples(cfg.bench_examples, index)
     if cfg.bench_examples:
         print(f"{len(bench)} benchmark train users as examples (p={cfg.p_bench})")
