@@ -19,6 +19,10 @@ pmg-mini-fashion (garments, ``training.pmg_mini.fashion``) uses the same recipe,
     python -m training.pmg_mini.train_generator --dataset fashion --data /usr/share/datasets/fashion-mnist \
         --run runs/fashion --init-from models/pmg-mini --steps 5000 --decay-start 3500
 
+v3, in training (the model card): ``--deepen --unet-config training/pmg_mini/configs/unet-32.json
+--factor 2`` puts the shipped U-Net inside one with a 32x32 level; ``--extra-splits scorer`` adds the
+scorer's eight art sets to the plain captions.
+
 Resumes from ``RUN/ckpt.pt`` when present. ``RUN/threads`` (a number in a file) changes torch's
 thread count live.
 """
@@ -253,6 +257,8 @@ def _fit(tokenizer, text: str, windows: int) -> str:
 
 
 def build_unet(config_path: str, init_from: str | None = None, factor: int = 2, deepen: bool = False):
+    """A fresh U-Net from ``config_path``, or ``init_from``'s: widened to ``factor`` (``widen_space_to_depth``)
+    or, with ``deepen``, placed inside the config's deeper U-Net (``deepen_unet``)."""
     from diffusers import UNet2DConditionModel
 
     if not init_from or deepen:
@@ -261,11 +267,11 @@ def build_unet(config_path: str, init_from: str | None = None, factor: int = 2, 
         new = UNet2DConditionModel.from_config(cfg).float()
         if not init_from:
             return new
-        old = UNet2DConditionModel.from_pretrained(init_from, subfolder="unet", torch_dtype=torch.float32).float()
-        copied, fresh = deepen_unet(old, new)
+    unet = UNet2DConditionModel.from_pretrained(init_from, subfolder="unet", torch_dtype=torch.float32).float()
+    if deepen:
+        copied, fresh = deepen_unet(unet, new)
         print(f"deepened {init_from}: {copied / 1e6:.1f}M parameters copied, {fresh / 1e6:.1f}M new")
         return new
-    unet = UNet2DConditionModel.from_pretrained(init_from, subfolder="unet", torch_dtype=torch.float32).float()
     if unet.config.in_channels != 3 * factor**2:
         unet = widen_space_to_depth(unet, factor)
     return unet
