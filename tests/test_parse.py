@@ -76,3 +76,41 @@ def test_field_names_are_not_keywords():
     # a field name that a value also uses stays ("style: pop style")
     assert drop_field_labels(["style"], [{"style": "pop style"}]) == ["style"]
     assert drop_field_labels(["cat"], []) == ["cat"]
+
+
+_TIES = r"""
+import json
+from pmg.keywords.categories import category_keywords
+from pmg.keywords.parse import attribute_keywords, frequent_phrases, frequent_words
+
+class TwoSenses:  # a WordNet whose every noun is both food (13) and a plant (20): a tie
+    def nouns(self, title): return title.split()
+    def lexfiles(self, noun): return {20, 13}
+
+print(json.dumps([
+    list(frequent_words(["american football", "american football helmet", "football american"])),
+    list(frequent_phrases(["twemoji style, cat, cats", "twemoji style, cats, cat"])),
+    list(attribute_keywords([{"style": "noto", "group": "animals|nature"}, {"group": "nature|animals", "style": "noto"}])),
+    list(category_keywords(["peach", "fig"], wordnet=TwoSenses())),
+]))
+"""
+
+
+def test_shared_words_keep_first_seen_order_in_every_process():
+    """Tied shares keep first-seen order, not a set's: a set of strings iterates in an order that changes
+    with each process's hash seed, and the ranking's ties then made the same user's keywords (and image)
+    differ from run to run ("football, american" in one process, "american, football" in the next)."""
+    import os
+    import subprocess
+    import sys
+
+    outs = {subprocess.run([sys.executable, "-c", _TIES], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(8)}
+    assert len(outs) == 1, outs
+    import json
+
+    words, phrases, attributes, categories = json.loads(outs.pop())
+    assert words == ["american", "football"]
+    assert phrases == ["twemoji style", "cat"]  # "cat" and "cats" are one phrase, written as first seen
+    assert attributes == ["noto style", "animals", "nature"]
+    assert categories == ["food", "plants"]

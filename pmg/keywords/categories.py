@@ -84,7 +84,9 @@ def category_keywords(titles: list[str], min_share: float = 0.6, wordnet: WordNe
         return {}
     counts: dict[str, int] = {}
     for title in titles:
-        cats = {CATEGORY_WORDS.get(f) for n in wn.nouns(title) for f in wn.lexfiles(n)} - {None}
+        # nouns in the title's order, each noun's categories by file number, never a set's order: the ranking's
+        # ties (sorted is stable) then come out the same in every process, whatever PYTHONHASHSEED is
+        cats = dict.fromkeys(c for n in wn.nouns(title) for f in sorted(wn.lexfiles(n)) if (c := CATEGORY_WORDS.get(f)))
         for c in cats:
             counts[c] = counts.get(c, 0) + 1
     need = max(2, min_share * len(titles))

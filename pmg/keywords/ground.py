@@ -146,7 +146,7 @@ class KeywordGrounder:
         whole = {k for k in keywords if self.by_words(k.replace(" ", ""), evidence) >= need}
         words = {w for k in keywords if k not in whole for w in content_words(k)}
         by_words = {w for w in words if self.by_words(w, evidence) >= need}
-        unsure = [w for w in words - by_words if self.embed is not None and is_english(w)
+        unsure = [w for w in sorted(words - by_words) if self.embed is not None and is_english(w)
                   and w not in self.prompt_words and w not in exclude]
         by_meaning = set(self.near(unsure, evidence, need, threshold)) if unsure else set()
         return [k for k in keywords if k in whole or all(w in by_words or w in by_meaning for w in content_words(k))]

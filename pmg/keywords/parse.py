@@ -105,14 +105,14 @@ def attribute_keywords(attributes: list[dict[str, str]], min_share: float = 0.3)
     """
     counts: dict[str, int] = defaultdict(int)
     for attrs in attributes:
-        seen = set()  # one vote per item: a value repeated inside one item is still one item's word
+        seen = {}  # one vote per item (a value repeated inside one item is still one item's word), in order
         for k, v in attrs.items():
             for value in re.split(r"[|,;/]", v):
                 value = value.strip()
                 if not value or len(value) > 40:
                     continue
                 kw = f"{value} style" if "style" in k.lower() and "style" not in value.lower() else value
-                seen.add(kw.lower())
+                seen.setdefault(kw.lower())
         for kw in seen:
             counts[kw] += 1
     need = max(2, min_share * len(attributes)) if len(attributes) > 1 else 1
@@ -147,11 +147,14 @@ def frequent_phrases(captions: list[str], min_share: float = 0.5) -> dict[str, f
     counts: dict[str, int] = defaultdict(int)
     surface: dict[str, str] = {}
     for c in captions:
-        for phrase in {p.strip().lower() for p in c.split(",") if p.strip()}:
+        phrases: dict[str, str] = {}  # one vote per caption: "cat, cats" is one phrase, counted once
+        for phrase in (p.strip().lower() for p in c.split(",")):
             key = normalize_keyword(phrase)
             if key and key not in _EDGE:
-                counts[key] += 1
-                surface.setdefault(key, phrase)
+                phrases.setdefault(key, phrase)
+        for key, phrase in phrases.items():
+            counts[key] += 1
+            surface.setdefault(key, phrase)
     return {surface[k]: n / len(captions) for k, n in sorted(counts.items(), key=lambda kv: -kv[1])
             if n / len(captions) >= min_share and n >= 2}
 
@@ -176,7 +179,7 @@ def frequent_words(texts: list[str], min_share: float = 0.5, exclude: set[str] =
         return {}
     counts: dict[str, int] = defaultdict(int)
     for t in texts:
-        for w in set(normalize_keyword(t).split()):
+        for w in dict.fromkeys(normalize_keyword(t).split()):
             if len(w) > 2 and w not in _EDGE and w not in exclude and not w.isdigit():
                 counts[w] += 1
     return {w: n / len(texts) for w, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n / len(texts) >= min_share}
