@@ -216,9 +216,9 @@ class PMG:
         if captioner in (None, "none"):
             cap = None
         elif captioner == "tagger":
-            from pmg.captioning.vocabulary import default_vocabulary
+            from pmg.captioning.vocabulary import vocabulary_for
 
-            cap = TaggerCaptioner(scorer_obj, default_vocabulary)
+            cap = TaggerCaptioner(scorer_obj, vocabulary_for(scorer))
         else:
             cap = TransformersCaptioner(captioner)
         extractor = build_extractor(llm, backend=llm_backend, threads=threads or 2, model_name=llm_model_name,

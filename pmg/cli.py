@@ -264,10 +264,10 @@ def cmd_keywords(args) -> int:
     cap = None
     if any(it.image for it in user.history) and args.captioner != "none":
         if args.captioner == "tagger":
-            from pmg.captioning.vocabulary import default_vocabulary
+            from pmg.captioning.vocabulary import vocabulary_for
             from pmg.scoring.scorers import load_scorer
 
-            cap = TaggerCaptioner(load_scorer(args.scorer), default_vocabulary)
+            cap = TaggerCaptioner(load_scorer(args.scorer), vocabulary_for(args.scorer))
         else:
             cap = TransformersCaptioner(args.captioner)
     cache = _cache_dir(args)

@@ -176,3 +176,21 @@ def test_scorer_training_does_not_decay_the_temperature_or_biases():
         assert all(p.ndim >= 2 for p in decay["params"]) and all(p.ndim < 2 for p in no_decay["params"])
         # every trained parameter once, the frozen AlexNet convolutions never
         assert len(decay["params"]) + len(no_decay["params"]) == len(m.trainable_parameters())
+
+
+def test_tagger_vocabulary_goes_with_the_scorer(tmp_path):
+    """pmg-mini-fashion's tagger ranks its own words (garments, colours, patterns): with pmg-mini's emoji
+    vocabulary a red plaid overcoat was captioned "mage, application, acceptable, noto style"."""
+    from pmg.captioning.vocabulary import default_vocabulary, vocabulary_for
+
+    fashion = vocabulary_for("pmg-mini-fashion")()
+    assert {"striped", "red", "coat"} <= set(fashion) and not any(w.endswith(" style") for w in fashion)
+    assert vocabulary_for("pmg-mini")() == default_vocabulary()
+    model = tmp_path / "model"
+    (model / "scorer").mkdir(parents=True)
+    (model / "vocabulary.txt").write_text("plaid\nsilk\n")
+    assert vocabulary_for(model / "scorer") is default_vocabulary  # no model_index.json: not a model folder
+    (model / "model_index.json").write_text("{}")
+    assert vocabulary_for(model / "scorer")() == ["plaid", "silk"]
+    (model / "scorer" / "vocabulary.txt").write_text("# the scorer's own\nwool\n")
+    assert vocabulary_for(model / "scorer")() == ["wool"]

@@ -1,13 +1,15 @@
-"""The tagger's default vocabulary: emoji names, tags and art styles shipped with pmg-mini."""
+"""The tagger's vocabularies: emoji names, tags and art styles shipped with pmg-mini (the default), and
+a model folder's own (pmg-mini-fashion's garment types, colours and patterns)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from pmg.errors import ModelLoadError
-from pmg.registry import models_dir
+from pmg.registry import models_dir, resolve_scorer
 
-__all__ = ["default_vocabulary", "load_vocabulary"]
+__all__ = ["default_vocabulary", "load_vocabulary", "vocabulary_for"]
 
 
 def load_vocabulary(path: str | Path) -> list[str]:
@@ -20,3 +22,14 @@ def load_vocabulary(path: str | Path) -> list[str]:
 
 def default_vocabulary() -> list[str]:
     return load_vocabulary(models_dir() / "pmg-mini" / "vocabulary.txt")
+
+
+def vocabulary_for(scorer: str | Path) -> Callable[[], list[str]]:
+    """The vocabulary the tagger should rank with ``scorer``'s embeddings: ``vocabulary.txt`` in the scorer's
+    folder, or in the pmg-mini-style model folder that holds it (``model_index.json`` beside it: the
+    garments' words for pmg-mini-fashion), else pmg-mini's emoji vocabulary. Read on first use."""
+    folder = resolve_scorer(scorer)
+    for path in (folder / "vocabulary.txt", folder.parent / "vocabulary.txt"):
+        if path.is_file() and (path.parent == folder or (folder.parent / "model_index.json").is_file()):
+            return lambda: load_vocabulary(path)
+    return default_vocabulary
