@@ -29,7 +29,8 @@ def vocabulary_for(scorer: str | Path) -> Callable[[], list[str]]:
     folder, or in the pmg-mini-style model folder that holds it (``model_index.json`` beside it: the
     garments' words for pmg-mini-fashion), else pmg-mini's emoji vocabulary. Read on first use."""
     folder = resolve_scorer(scorer)
-    for path in (folder / "vocabulary.txt", folder.parent / "vocabulary.txt"):
-        if path.is_file() and (path.parent == folder or (folder.parent / "model_index.json").is_file()):
-            return lambda: load_vocabulary(path)
-    return default_vocabulary
+    candidates = [folder / "vocabulary.txt"]
+    if (folder.parent / "model_index.json").is_file():
+        candidates.append(folder.parent / "vocabulary.txt")
+    path = next((p for p in candidates if p.is_file()), None)
+    return default_vocabulary if path is None else (lambda: load_vocabulary(path))
