@@ -3,22 +3,24 @@
     from pmg.api import PMG, GenerationConfig
     from pmg.behaviours.schema import load_user
 
-    pmg = PMG.from_names()                      # SmolLM2 + pmg-mini generator and scorer, offline
+    pmg = PMG.from_names()                      # SmolLM2 + each scenario's built-in models, offline
     result = pmg.generate(load_user("examples/users/cat_lover.json"), GenerationConfig(seed=0))
     result.best_image.save("best.png")
 
 ``PMG`` only wires components that are passed in (keyword extractor, generator pipeline, scorer);
-``from_names`` builds them from names or local folders.
+``from_names`` builds them from names or local folders, 'auto' being each scenario's own
+(``pmg.scenarios``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Literal
 
 import torch
 from PIL import Image
@@ -34,17 +36,29 @@ if TYPE_CHECKING:
     from pmg.scoring.scorers import Scorer
     from pmg.soft.embedder import SoftEmbedder
 
-__all__ = ["GenerationConfig", "Candidate", "PMGResult", "PMG", "ModelSpec", "default_cache_dir", "bundled_adapters"]
+__all__ = ["GenerationConfig", "Candidate", "PMGResult", "PMG", "ModelSpec", "default_cache_dir", "bundled_adapters",
+           "build_captioner"]
 
 
 def bundled_adapters(generator: str) -> dict[str, Path]:
-    """scenario -> the soft-embedding adapter shipped with the built-in generator (none for others)."""
-    from pmg.registry import BUILTIN_MODELS, models_dir
+    """scenario -> the soft-embedding adapter shipped with the built-in generator (``pmg.scenarios``)."""
+    from pmg.scenarios import bundled_adapters as adapters
 
-    if str(generator) not in BUILTIN_MODELS:
-        return {}
-    return {p.name.removeprefix("soft-"): p for p in sorted((models_dir() / str(generator)).glob("soft-*"))
-            if (p / "soft_config.json").is_file()}
+    return adapters(generator)
+
+
+def build_captioner(captioner: str | None, scorer, scorer_name: str):
+    """'tagger' (``scorer`` ranks the vocabulary of ``scorer_name``'s model folder), None / 'none', or a
+    transformers image-to-text folder."""
+    from pmg.captioning.base import TaggerCaptioner, TransformersCaptioner
+
+    if captioner in (None, "none"):
+        return None
+    if captioner == "tagger":
+        from pmg.captioning.vocabulary import vocabulary_for
+
+        return TaggerCaptioner(scorer, vocabulary_for(scorer_name))
+    return TransformersCaptioner(captioner)
 
 
 def default_cache_dir() -> Path:
@@ -81,12 +95,14 @@ def _checked_grid(weights) -> tuple[tuple[float, float], ...]:
 
 def check_noises(noises, n_weights: int) -> None:
     """An integer >= 1 whose grid (weightings x noises) stays within ``MAX_GRID`` candidates."""
-    from pmg.limits import MAX_GRID
+    from pmg.limits import MAX_GRID, check_integer
 
-    if isinstance(noises, bool) or not isinstance(noises, int) or noises < 1:
-        raise ConfigError(f"noises must be an integer >= 1, got {noises!r}")
+    check_integer(noises, "noises", 1, MAX_GRID)
     if noises * n_weights > MAX_GRID:
         raise ConfigError(f"noises {noises} x {n_weights} weightings = {noises * n_weights} candidates, at most {MAX_GRID}")
+
+
+OPTION_NAMES = {"num_inference_steps": "steps", "guidance_scale": "guidance"}  # field -> option (CLI, service)
 
 
 @dataclass
@@ -99,30 +115,40 @@ class GenerationConfig:
     negative_prompt: str = ""
     use_keywords: bool = True  # False: the paper's "without keywords" ablation
     use_soft: bool = True  # False: the paper's "without soft embeddings" ablation
-    weighting: str = "embedding"  # or "guidance": per-condition guidance (pmg.conditioning.weighting)
+    weighting: Literal["embedding", "guidance"] = "embedding"  # or per-condition guidance (pmg.conditioning.weighting)
     noises: int | None = None  # initial noises per weighting (None: the generator's default_noises, 1 unless its folder says)
 
     def __post_init__(self):
-        """The one place generation options are validated (the CLI and the service only parse)."""
+        """The one place generation options are validated (the CLI and the service only parse); the
+        bounds are ``pmg.limits``'. Errors use the options' short names (``OPTION_NAMES``)."""
         from pmg.conditioning.weighting import WEIGHTINGS
-        from pmg.limits import MAX_GUIDANCE, MAX_STEPS, check_number, check_seed
+        from pmg.limits import MAX_NEGATIVE_PROMPT_CHARS, OPTION_BOUNDS, check_integer, check_number, check_seed
 
         check_seed(self.seed, "seed")
         if self.alpha is not None:
-            check_number(self.alpha, "alpha", 0.0, 1.0)
-        check_number(self.guidance_scale, "guidance", 0.0, MAX_GUIDANCE)
+            check_number(self.alpha, "alpha", *OPTION_BOUNDS["alpha"])
+        check_number(self.guidance_scale, "guidance", *OPTION_BOUNDS["guidance_scale"])
         if self.num_inference_steps is not None:
-            steps = self.num_inference_steps
-            if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-                raise ConfigError(f"steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
+            check_integer(self.num_inference_steps, "steps", *OPTION_BOUNDS["num_inference_steps"])
         if self.weights is not None:
             self.weights = _checked_grid(self.weights)
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
         if self.noises is not None:
             check_noises(self.noises, len(self.weights) if self.weights is not None else 1)
-        if len(self.negative_prompt) > 1000:
-            raise ConfigError(f"negative prompt: {len(self.negative_prompt)} characters, at most 1000")
+        if not isinstance(self.negative_prompt, str) or len(self.negative_prompt) > MAX_NEGATIVE_PROMPT_CHARS:
+            raise ConfigError(f"negative prompt: a text of at most {MAX_NEGATIVE_PROMPT_CHARS} characters, "
+                              f"got {len(self.negative_prompt) if isinstance(self.negative_prompt, str) else self.negative_prompt!r}")
+
+    @classmethod
+    def from_options(cls, **options) -> "GenerationConfig":
+        """A config from the option names the CLI and the service use (``steps``, ``guidance``; the others
+        as the fields); an option given as None takes the field's default. The one mapping of options."""
+        fields = {OPTION_NAMES.get(f.name, f.name): f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown generation option(s): {', '.join(unknown)}")
+        return cls(**{fields[k]: v for k, v in options.items() if v is not None})
 
     def to_dict(self) -> dict:
         """JSON-ready options (manifests, batch keys and summaries): the grid as lists; None where the
@@ -138,8 +164,8 @@ class ModelSpec:
     ``PMG``, so a spec is what batch workers (processes, Ray actors) receive to load their own models once."""
 
     llm: str = "smollm2"
-    generator: str = "pmg-mini"
-    scorer: str = "pmg-mini"
+    generator: str = "auto"
+    scorer: str = "auto"
     captioner: str | None = "tagger"
     llm_backend: str = "auto"
     llm_model_name: str = "default"
@@ -148,6 +174,7 @@ class ModelSpec:
     model_cache_dir: str | None = None
     threads: int | None = None
     soft: str | None = "auto"
+    scenario: str | None = None  # with 'auto' models: the scenario to load for (None: each one's, on first use)
 
     def __call__(self) -> "PMG":
         return PMG.from_names(**dataclasses.asdict(self))
@@ -183,20 +210,26 @@ class PMGResult:
 
 class PMG:
     def __init__(self, extractor: KeywordExtractor, generator: Generator, scorer: Scorer,
-                 soft: SoftEmbedder | dict[str, SoftEmbedder] | None = None):
+                 soft: SoftEmbedder | dict[str, SoftEmbedder] | None = None, *,
+                 scenarios: dict[str, Callable[[], "PMG"]] | None = None):
+        """``scenarios``: scenario -> a loader of the PMG that serves that scenario's users with its own
+        models (called on its first user); users of other scenarios are served by this one."""
         self.extractor, self.generator, self.scorer, self.soft = extractor, generator, scorer, soft
         # Safe from several threads: the generator runs concurrently (a scheduler per call, locked
         # tokenizers); the keyword stage, soft embeddings and scorer each run one call at a time.
         self._keyword_lock, self._soft_lock, self._score_lock = threading.Lock(), threading.Lock(), threading.Lock()
+        self._scenario_loaders, self._scenario_pmgs = dict(scenarios or {}), {}
+        self._scenario_lock = threading.Lock()
 
     @classmethod
     def from_names(
         cls,
         llm: str = "smollm2",
-        generator: str = "pmg-mini",
-        scorer: str = "pmg-mini",
+        generator: str = "auto",
+        scorer: str = "auto",
         captioner: str | None = "tagger",
         *,
+        scenario: str | None = None,
         llm_backend: str = "auto",
         llm_model_name: str = "default",
         scheduler: str | None = None,
@@ -205,25 +238,37 @@ class PMG:
         threads: int | None = None,
         soft: str | Path | None = "auto",
     ) -> "PMG":
-        from pmg.captioning.base import TaggerCaptioner, TransformersCaptioner
-        from pmg.generation.loading import load_generator
+        """Models from names or local folders. 'auto' generator and scorer: each scenario's built-in model
+        (``pmg.scenarios``): with ``scenario`` given, that scenario's; with None, the default scenario's
+        first, and another scenario's own models when its first user comes. ``soft`` 'auto': the
+        adapter bundled with the generator for each scenario; 'none' or None: no soft embeddings."""
         from pmg.keywords.extract import build_extractor
+        from pmg.scenarios import DEFAULT_SCENARIO, SCENARIOS, resolve_models
         from pmg.scoring.scorers import load_scorer
 
         if threads:
             torch.set_num_threads(threads)
-        scorer_obj = load_scorer(scorer)
-        if captioner in (None, "none"):
-            cap = None
-        elif captioner == "tagger":
-            from pmg.captioning.vocabulary import vocabulary_for
-
-            cap = TaggerCaptioner(scorer_obj, vocabulary_for(scorer))
-        else:
-            cap = TransformersCaptioner(captioner)
+        model_cache_dir = model_cache_dir if model_cache_dir is not None else default_cache_dir()
+        gen, sc = resolve_models(generator, scorer, scenario or DEFAULT_SCENARIO)
+        scorer_obj = load_scorer(sc)
         extractor = build_extractor(llm, backend=llm_backend, threads=threads or 2, model_name=llm_model_name,
-                                    model_cache_dir=model_cache_dir if model_cache_dir is not None else default_cache_dir(),
-                                    cache_dir=cache_dir, captioner=cap)
+                                    model_cache_dir=model_cache_dir, cache_dir=cache_dir,
+                                    captioner=build_captioner(captioner, scorer_obj, sc))
+        pmg = cls._with_models(extractor, gen, scorer_obj, scheduler=scheduler, soft=soft, model_cache_dir=model_cache_dir)
+        if scenario is None:
+            for other in SCENARIOS:
+                models = resolve_models(generator, scorer, other)
+                if models != (gen, sc):
+                    pmg._scenario_loaders[other] = functools.partial(
+                        pmg._sibling, *models, captioner=captioner, scheduler=scheduler, soft=soft, model_cache_dir=model_cache_dir)
+        return pmg
+
+    @classmethod
+    def _with_models(cls, extractor: KeywordExtractor, generator: str, scorer: Scorer, *, scheduler: str | None,
+                     soft: str | Path | None, model_cache_dir: str | Path) -> "PMG":
+        """The generator and the soft-embedding adapters loaded around a keyword stage and a scorer."""
+        from pmg.generation.loading import load_generator
+
         pipe = load_generator(generator, scheduler=scheduler)
         soft_obj = None
         if soft is not None and soft != "none":
@@ -231,15 +276,43 @@ class PMG:
 
             def load(folder):
                 return load_soft(folder, generator=pipe.name, embed_dim=pipe.embed_dim, generator_revision=pipe.revision,
-                                 cache_dir=model_cache_dir if model_cache_dir is not None else default_cache_dir())
+                                 cache_dir=model_cache_dir)
 
             if soft == "auto":  # the bundled adapter of each scenario, for the bundled generator
                 soft_obj = {scenario: load(folder) for scenario, folder in bundled_adapters(generator).items()} or None
             else:
                 soft_obj = load(soft)
-        return cls(extractor, pipe, scorer_obj, soft=soft_obj)
+        return cls(extractor, pipe, scorer, soft=soft_obj)
+
+    def _sibling(self, generator: str, scorer: str, *, captioner, scheduler, soft, model_cache_dir) -> "PMG":
+        """A PMG with other models around this one's LLM (loaded once, and run one call at a time)."""
+        import copy
+
+        from pmg.scoring.scorers import load_scorer
+
+        scorer_obj = load_scorer(scorer)
+        extractor = copy.copy(self.extractor)
+        extractor.captioner = build_captioner(captioner, scorer_obj, scorer)
+        pmg = type(self)._with_models(extractor, generator, scorer_obj, scheduler=scheduler, soft=soft,
+                                      model_cache_dir=model_cache_dir)
+        pmg._keyword_lock = self._keyword_lock
+        return pmg
+
+    def for_scenario(self, scenario: str) -> "PMG":
+        """The PMG that serves a scenario's users: this one, or the one with the scenario's own models
+        (loaded on first use)."""
+        load = self._scenario_loaders.get(scenario)
+        if load is None:
+            return self
+        with self._scenario_lock:
+            if scenario not in self._scenario_pmgs:
+                self._scenario_pmgs[scenario] = load()
+            return self._scenario_pmgs[scenario]
 
     def keywords(self, user: UserBehaviours) -> KeywordResult:
+        pmg = self.for_scenario(user.scenario.value)
+        if pmg is not self:
+            return pmg.keywords(user)
         with self._keyword_lock:
             return self.extractor(user)
 
@@ -269,10 +342,29 @@ class PMG:
     def generate_many(self, users: list[UserBehaviours], configs: list[GenerationConfig | None], *,
                       keywords: list[KeywordResult | None] | None = None, callback=None) -> list[PMGResult]:
         """Several users at once: keywords in one batched LLM call, then one U-Net pass per group of
-        users that share steps, guidance and negative prompt. Each result equals ``generate`` alone."""
+        users that share steps, guidance and negative prompt. Each result equals ``generate`` alone.
+        Users whose scenario has its own models (``for_scenario``) are generated by that PMG."""
+        keywords = list(keywords or [None] * len(users))
+        routes: dict[int, list[int]] = {}
+        for i, u in enumerate(users):
+            routes.setdefault(id(self.for_scenario(u.scenario.value)), []).append(i)
+        if len(routes) > 1 or id(self) not in routes:
+            results: list[PMGResult | None] = [None] * len(users)
+            for idx in routes.values():
+                pmg = self.for_scenario(users[idx[0]].scenario.value)
+                own = pmg.generate_many if pmg is not self else self._generate_own
+                for i, r in zip(idx, own([users[i] for i in idx], [configs[i] for i in idx],
+                                         keywords=[keywords[i] for i in idx], callback=callback)):
+                    results[i] = r
+            return results  # type: ignore[return-value]
+        return self._generate_own(users, configs, keywords=keywords, callback=callback)
+
+    def _generate_own(self, users: list[UserBehaviours], configs: list[GenerationConfig | None], *,
+                      keywords: list[KeywordResult | None], callback=None) -> list[PMGResult]:
+        """``generate_many`` with this PMG's own models."""
         configs = [c or GenerationConfig() for c in configs]
         configs = [self._resolve_defaults(c) for c in configs]
-        keywords = list(keywords or [None] * len(users))
+        keywords = list(keywords)
         t0 = time.perf_counter()
         todo = [i for i, k in enumerate(keywords) if k is None]
         if todo:

@@ -35,11 +35,10 @@ def _builtin(name: str, sub: str | None = None) -> Path:
 
 
 def default_model(scenario: str | None) -> str:
-    """The built-in model for a scenario ('auto'): garments for clothing once pmg-mini-fashion is
-    installed in the models folder, emoji otherwise."""
-    if scenario == "clothing" and (models_dir() / "pmg-mini-fashion" / "model_index.json").is_file():
-        return "pmg-mini-fashion"
-    return "pmg-mini"
+    """The built-in model for a scenario ('auto'); the table is ``pmg.scenarios``."""
+    from pmg.scenarios import default_model as scenario_model
+
+    return scenario_model(scenario)
 
 
 def resolve_generator(spec: str | Path) -> Path:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pmg
 from pmg.behaviours.schema import UserBehaviours, load_user, parse_json_text, parse_user
 from pmg.errors import InputError, PMGError
+from pmg.limits import MAX_USER_FILE_BYTES
 
 __all__ = ["BatchInput", "read_inputs", "input_key", "folder_name"]
 
@@ -40,7 +41,7 @@ def _raw_user_id(data) -> str | None:
 def _file_user_id(path: Path) -> str | None:
     """The user_id of a file that failed validation, when it is readable JSON of a sane size."""
     try:
-        if path.stat().st_size <= 20 * 1024 * 1024:
+        if path.stat().st_size <= MAX_USER_FILE_BYTES:
             return _raw_user_id(parse_json_text(path.read_text(encoding="utf-8-sig"), str(path)))
     except (OSError, ValueError, PMGError):
         pass

@@ -41,13 +41,12 @@ class BatchConfig:
     ray_address: str | None = None  # an existing Ray cluster; None: start one for the run
 
     def __post_init__(self):
-        from pmg.limits import check_threads
+        from pmg.limits import MAX_USERS_PER_CALL, MAX_WORKERS, check_integer, check_threads
 
         if self.engine not in ("local", "ray"):
             raise ConfigError(f"--engine must be 'local' or 'ray', got {self.engine!r}")
-        for name, v, hi in (("--workers", self.workers, 256), ("--users-per-call", self.users_per_call, 64)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
-                raise ConfigError(f"{name} must be an integer from 1 to {hi}, got {v!r}")
+        check_integer(self.workers, "--workers", 1, MAX_WORKERS)
+        check_integer(self.users_per_call, "--users-per-call", 1, MAX_USERS_PER_CALL)
         check_threads(self.threads_per_worker, "--threads-per-worker")
         if self.ray_address is not None and self.engine != "ray":
             raise ConfigError("--ray-address needs --engine ray")
@@ -57,7 +56,8 @@ def models_id(loader: Callable) -> dict:
     """What the input key records of the models: a ModelSpec's names (not threads or cache folders)."""
     if dataclasses.is_dataclass(loader):
         spec = dataclasses.asdict(loader)
-        return {k: v for k, v in spec.items() if k not in ("threads", "cache_dir", "model_cache_dir")}
+        return {k: v for k, v in spec.items() if k not in ("threads", "cache_dir", "model_cache_dir")
+                and not (k == "scenario" and v is None)}
     return {"loader": f"{getattr(loader, '__module__', '?')}.{getattr(loader, '__qualname__', repr(loader))}"}
 
 

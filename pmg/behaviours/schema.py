@@ -23,14 +23,10 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from pmg.errors import InputError
+from pmg.limits import (MAX_ATTRIBUTE_KEY_CHARS, MAX_ATTRIBUTE_VALUE_CHARS, MAX_ATTRIBUTES, MAX_IMAGE_PIXELS, MAX_JSON_DEPTH,
+                        MAX_MESSAGE_CHARS, MAX_TEXT_CHARS, MAX_TITLE_CHARS, MAX_USER_FILE_BYTES, MAX_USER_ID_CHARS)
 
-__all__ = ["Scenario", "Item", "Target", "UserBehaviours", "load_user", "load_users", "parse_json_text", "check_image", "MAX_TEXT_CHARS",
-           "MAX_TITLE_CHARS"]
-
-MAX_TITLE_CHARS = 300
-MAX_TEXT_CHARS = 20_000  # a long plot synopsis fits; a pasted book does not
-MAX_ATTRIBUTES = 30
-MAX_IMAGE_PIXELS = 4096 * 4096  # a history image's header may not promise more (decompression bombs)
+__all__ = ["Scenario", "Item", "Target", "UserBehaviours", "load_user", "load_users", "parse_json_text", "check_image"]
 
 # Phrases that address the model instead of describing an item. Matched case-insensitively.
 INSTRUCTION_PATTERNS = [
@@ -89,24 +85,27 @@ class Item(_Strict):
     @classmethod
     def _short_attributes(cls, v: dict[str, str]) -> dict[str, str]:
         for k, val in v.items():
-            if len(k) > 50 or len(val) > 300:
-                raise ValueError(f"attribute {k[:50]!r} is too long (keys 50, values 300 characters at most)")
+            if len(k) > MAX_ATTRIBUTE_KEY_CHARS or len(val) > MAX_ATTRIBUTE_VALUE_CHARS:
+                raise ValueError(f"attribute {k[:MAX_ATTRIBUTE_KEY_CHARS]!r} is too long (keys {MAX_ATTRIBUTE_KEY_CHARS}, "
+                                 f"values {MAX_ATTRIBUTE_VALUE_CHARS} characters at most)")
         return v
 
 
 class Target(_Strict):
     item: Optional[Item] = None
-    message: Optional[str] = Field(default=None, max_length=2_000)
+    message: Optional[str] = Field(default=None, max_length=MAX_MESSAGE_CHARS)
 
     @model_validator(mode="after")
     def _one_of(self) -> "Target":
         if self.item is None and not self.message:
             raise ValueError("the target needs an 'item' (clothing, movie) or a 'message' (emoticon)")
+        if self.item is not None and self.message:
+            raise ValueError("the target is either an 'item' (clothing, movie) or a 'message' (emoticon), not both")
         return self
 
 
 class UserBehaviours(_Strict):
-    user_id: str = Field(default="user", min_length=1, max_length=200)
+    user_id: str = Field(default="user", min_length=1, max_length=MAX_USER_ID_CHARS)
     scenario: Scenario
     # Any length (the file is bounded to 20 MB): the keyword stage reads the paper's window, the last
     # 10 items and the last conversation, so a long-time user is served, not refused.
@@ -240,8 +239,9 @@ def load_user(path: str | Path) -> UserBehaviours:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"behaviours file not found: {path}")
-    if path.stat().st_size > 20 * 1024 * 1024:
-        raise InputError(f"{path}: {path.stat().st_size} bytes is too large for a behaviours file (20 MB at most)")
+    if path.stat().st_size > MAX_USER_FILE_BYTES:
+        raise InputError(f"{path}: {path.stat().st_size} bytes is too large for a behaviours file "
+                         f"({MAX_USER_FILE_BYTES // 2**20} MB at most)")
     try:
         text = path.read_text(encoding="utf-8-sig")  # a UTF-8 byte-order mark is accepted, as most tools do
     except UnicodeDecodeError:
@@ -252,7 +252,7 @@ def load_user(path: str | Path) -> UserBehaviours:
 
 
 def parse_json_text(text: str, source: str) -> object:
-    """JSON text -> Python, with errors that name the place (nesting over 100 levels is refused)."""
+    """JSON text -> Python, with errors that name the place (nesting over ``MAX_JSON_DEPTH`` levels is refused)."""
     depth = 0
     in_str = esc = False
     for ch in text:  # a cheap scan: json.loads would hit Python's recursion limit on 50,000-deep input
@@ -262,8 +262,8 @@ def parse_json_text(text: str, source: str) -> object:
             in_str = True
         elif ch in "[{":
             depth += 1
-            if depth > 100:
-                raise InputError(f"{source}: JSON nested more than 100 levels deep")
+            if depth > MAX_JSON_DEPTH:
+                raise InputError(f"{source}: JSON nested more than {MAX_JSON_DEPTH} levels deep")
         elif ch in "]}":
             depth -= 1
     try:

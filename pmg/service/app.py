@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from pmg.api import PMG, GenerationConfig
+from pmg.api import PMG
 from pmg.errors import PMGError
 from pmg.service.schemas import ErrorOut, GenerateIn, GenerateOut, JobOut, KeywordsOut, UserIn, to_behaviours
 from pmg.service.worker import Job, QueueFull, Worker, with_keywords
@@ -120,10 +120,7 @@ def auth(request: Request) -> None:
 def make_job(body: GenerateIn) -> Job:
     """A request body -> a job: behaviours (images decoded in memory), options, edited keywords."""
     user = to_behaviours(body)
-    o = body.options
-    config = GenerationConfig(seed=o.seed, alpha=o.alpha, weights=None if o.weights is None else tuple(o.weights), num_inference_steps=o.steps,
-                              guidance_scale=o.guidance, use_keywords=o.use_keywords, use_soft=o.use_soft,
-                              weighting=o.weighting, noises=o.noises)
+    config = body.options.to_config()  # validated with the request (the options are GenerationConfig's)
     kw = with_keywords(None, body.keywords.preference, body.keywords.target) if body.keywords else None
     return Job(user=user, config=config, keywords=kw)
 

@@ -1,64 +1,95 @@
 """The service's request and response bodies (pydantic, shown in the OpenAPI schema at /docs).
 
-The user part is the CLI's user schema, except that history images come as base64 data (never as
-paths: a request never reaches the server's file system) and every list is bounded."""
+The user part is the library's behaviours schema (``pmg.behaviours.schema``), except that history
+images come as base64 data (never as paths: a request never reaches the server's file system) and every
+list is bounded; the options are ``GenerationConfig``'s fields. Bounds come from ``pmg.limits``."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import typing
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from pmg.behaviours.schema import MAX_TEXT_CHARS, MAX_TITLE_CHARS, Item, Scenario, Target, UserBehaviours, check_image
-from pmg.errors import InputError
-from pmg.limits import MAX_GRID, MAX_GUIDANCE, MAX_SEED, MAX_STEPS
-
-MAX_IMAGE_BYTES = 2 * 1024 * 1024
-MAX_HISTORY_ITEMS = 100
-MAX_CONVERSATIONS = 20
+from pmg.api import OPTION_NAMES, GenerationConfig
+from pmg.behaviours.schema import Item, Scenario, Target, UserBehaviours, check_image
+from pmg.errors import InputError, PMGError
+from pmg.limits import (MAX_CONVERSATIONS, MAX_EDITED_PREFERENCE, MAX_EDITED_TARGET, MAX_GRID, MAX_HISTORY_ITEMS,
+                        MAX_IMAGE_BYTES, OPTION_BOUNDS)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class ItemIn(_Strict):
-    title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
-    text: str = Field(default="", max_length=MAX_TEXT_CHARS)
-    attributes: dict[str, str] = Field(default_factory=dict, max_length=30)
+class ItemIn(Item):
+    """An item as the library reads it, its image inline."""
+
     image: Optional[str] = Field(default=None, max_length=4 * MAX_IMAGE_BYTES // 3 + 100,
                                  description="a PNG or JPEG as base64 (a data: URL is fine); never a path")
 
 
-class TargetIn(_Strict):
+class TargetIn(Target):
     item: Optional[ItemIn] = None
-    message: Optional[str] = Field(default=None, max_length=2000)
 
 
-class OptionsIn(_Strict):
-    seed: int = Field(default=0, ge=0, le=MAX_SEED)
-    alpha: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)  # None: the generator's own
-    weights: Optional[list[tuple[float, float]]] = Field(default=None, min_length=1, max_length=MAX_GRID)  # None: the generator's own
-    steps: Optional[int] = Field(default=None, ge=1, le=MAX_STEPS)
-    guidance: float = Field(default=4.0, ge=0, le=MAX_GUIDANCE, allow_inf_nan=False)
-    use_keywords: bool = True
-    use_soft: bool = True
-    weighting: Literal["embedding", "guidance"] = "embedding"
-    noises: Optional[int] = Field(default=None, ge=1, le=MAX_GRID)  # None: the generator's own
+OPTION_HELP = {
+    "seed": "initial noise seed", "alpha": "selection's a in z = a log d_p + (1 - a) log d_t (null: the generator's own)",
+    "weights": "grid of (w_p, w_t) pairs (null: the generator's own)", "steps": "denoising steps (null: the generator's own)",
+    "guidance": "classifier-free guidance scale", "negative_prompt": "text to steer away from",
+    "use_keywords": "false: the 'without keywords' ablation", "use_soft": "false: the 'without soft embeddings' ablation",
+    "weighting": "'embedding' weighs the encoded conditions (the paper); 'guidance' mixes per-condition guidance",
+    "noises": "initial noises per weighting, all scored (null: the generator's own)",
+}
+
+
+def _option_field(f: dataclasses.Field, annotation):
+    """One ``GenerationConfig`` field as a request option: its default, its bounds from ``pmg.limits``."""
+    bounds = OPTION_BOUNDS.get(f.name)
+    extra = {} if bounds is None else {"ge": bounds[0], "le": bounds[1]}
+    if f.name == "weights":
+        extra["max_length"] = MAX_GRID
+    if annotation in (float, float | None):
+        extra["allow_inf_nan"] = False
+    return annotation, Field(default=f.default, description=OPTION_HELP.get(OPTION_NAMES.get(f.name, f.name)), **extra)
+
+
+def _to_config(self) -> GenerationConfig:
+    return GenerationConfig.from_options(**self.model_dump(exclude_unset=False))
+
+
+def _check_options(self):
+    """The library's own checks (e.g. weightings x noises within the grid's bound), at the boundary."""
+    try:
+        self.to_config()
+    except PMGError as e:
+        raise ValueError(str(e)) from None
+    return self
+
+
+_hints = typing.get_type_hints(GenerationConfig)
+# the request's options are GenerationConfig's fields under the option names the CLI uses
+OptionsIn = create_model(
+    "OptionsIn", __base__=_Strict, __doc__="Generation options: ``GenerationConfig``'s fields ('steps', 'guidance').",
+    __validators__={"_library_checks": model_validator(mode="after")(_check_options)},
+    **{OPTION_NAMES.get(f.name, f.name): _option_field(f, _hints[f.name]) for f in dataclasses.fields(GenerationConfig)},
+)
+OptionsIn.to_config = _to_config
 
 
 class KeywordsIn(_Strict):
     """Keywords to generate with instead of asking the LLM (edited on the page)."""
 
-    preference: list[str] = Field(default_factory=list, max_length=10)
-    target: list[str] = Field(min_length=1, max_length=5)
+    preference: list[str] = Field(default_factory=list, max_length=MAX_EDITED_PREFERENCE)
+    target: list[str] = Field(min_length=1, max_length=MAX_EDITED_TARGET)
 
 
-class UserIn(_Strict):
-    user_id: str = Field(default="user", min_length=1, max_length=200)
-    scenario: Scenario
+class UserIn(UserBehaviours):
+    """The library's behaviours, images inline and every list bounded."""
+
     history: list[ItemIn] = Field(default_factory=list, max_length=MAX_HISTORY_ITEMS)
     conversations: list[str] = Field(default_factory=list, max_length=MAX_CONVERSATIONS)
     target: TargetIn
@@ -125,24 +156,14 @@ def decode_image(data: str, where: str) -> bytes:
 def to_behaviours(body: UserIn) -> UserBehaviours:
     """The library's ``UserBehaviours`` with images decoded in memory; errors name the field."""
     def item(it: ItemIn, where: str) -> Item:
-        try:
-            out = Item(title=it.title, text=it.text, attributes=it.attributes)
-        except ValidationError as e:
-            raise InputError(f"{where}.{'.'.join(str(x) for x in e.errors()[0]['loc'])}: {e.errors()[0]['msg']}") from None
+        out = Item(title=it.title, text=it.text, attributes=it.attributes)
         return out.with_image_data(decode_image(it.image, f"{where}.image")) if it.image else out
 
-    from pmg.behaviours.schema import format_validation_error
-
     history = [item(it, f"history[{i}]") for i, it in enumerate(body.history)]
-    try:
-        target = Target(message=body.target.message, item=item(body.target.item, "target.item") if body.target.item else None)
-    except ValidationError as e:
-        raise InputError(f"target: {e.errors()[0]['msg']}") from None
-    try:
-        user = UserBehaviours(user_id=body.user_id, scenario=body.scenario, history=history,
-                              conversations=body.conversations, target=target)
-    except ValidationError as e:
-        raise InputError(format_validation_error(e, "request").replace("\n", " ")) from None
+    # the same fields UserIn has just validated with the same rules: these cannot fail
+    target = Target(message=body.target.message, item=item(body.target.item, "target.item") if body.target.item else None)
+    user = UserBehaviours(user_id=body.user_id, scenario=body.scenario, history=history,
+                          conversations=body.conversations, target=target)
     if user.scenario != Scenario.emoticon and user.target.item is None:
         raise InputError(f"target.item is required for the {user.scenario.value} scenario")
     return user
