@@ -33,20 +33,25 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Interactions", "leave_last_out", "FeatureLightGCN", "RecConfig", "train_and_evaluate", "ROWS",
-           "table4_rows", "write_table4", "heldout_users"]
+from pmg.evaluation.protocols import PROTOCOLS, Catalogue, Split, generation_inputs, load_catalogue, make_split
+
+__all__ = ["Interactions", "interactions", "FeatureLightGCN", "RecConfig", "train_and_evaluate", "ROWS",
+           "table4_rows", "write_table4", "run_table4", "EXTRACTORS"]
 
 ROWS = ("No-image", "Item-only", "Averaged-user", "Generated-user")
 
 
 @dataclass
 class Interactions:
+    """The recommender's input: a catalogue under a protocol."""
+
     users: list[str]  # user ids
-    items: list[str]  # item keys (image file stems)
+    items: list[str]  # item keys
     item_images: list[Path]
     train: list[list[int]]  # per user: training item indices (distinct)
-    test: dict[int, int]  # user index -> held-out item index
-    heldout_position: dict[int, int] = field(default_factory=dict)  # user index -> position in the history
+    test: dict[int, list[int]]  # evaluated user index -> held-out item indices
+    candidates: list[int] | None = None  # items that may be recommended (None: all)
+    seen: list[list[int]] | None = None  # per user: items their features may see (default: the training items)
 
     @property
     def edge_index(self) -> torch.Tensor:
@@ -56,64 +61,10 @@ class Interactions:
         return torch.tensor([u + i, i + u], dtype=torch.long)
 
 
-def _heldout_position(items: list[str]) -> int | None:
-    """The most recent position whose item occurs exactly once in the history."""
-    for pos in range(len(items) - 1, -1, -1):
-        if items.count(items[pos]) == 1:
-            return pos
-    return None
-
-
-def leave_last_out(bench: Path) -> Interactions:
-    """Every user of a benchmark folder (users/*.json with item images) as graph + held-out items."""
-    files = sorted((bench / "users").glob("*.json"))
-    histories, users = [], []
-    for f in files:
-        data = json.loads(f.read_text(encoding="utf-8"))
-        imgs = [(f.parent / it["image"]).resolve() for it in data["history"] if it.get("image")]
-        if not imgs:
-            continue
-        users.append(data.get("user_id", f.stem))
-        histories.append(imgs)
-    if not users:
-        from pmg.errors import InputError
-
-        raise InputError(f"{bench}: no users with item images (Table 4 needs a benchmark with item images)")
-    paths = sorted({p for h in histories for p in h})
-    users_of = {}
-    for h in histories:
-        for p in set(h):
-            users_of[p] = users_of.get(p, 0) + 1
-    if len(histories) > 1 and max(users_of.values()) < 2:
-        from pmg.errors import InputError
-
-        raise InputError(f"{bench}: no item image is shared by two users (each history item is its own picture), "
-                         "so a recommender has nothing to learn; Table 4 needs a catalogue, as the emoticon benchmark has")
-    index = {p: i for i, p in enumerate(paths)}
-    train, test, where = [], {}, {}
-    for ui, h in enumerate(histories):
-        keys = [index[p] for p in h]
-        pos = _heldout_position(keys)
-        if pos is not None:
-            test[ui], where[ui] = keys[pos], pos
-        train.append(sorted({k for j, k in enumerate(keys) if j != pos}))
-    return Interactions(users, [p.stem for p in paths], paths, train, test, where)
-
-
-def heldout_users(bench: Path, data: Interactions, out: Path) -> Path:
-    """The benchmark's users without their held-out item (image paths made absolute), for generation."""
-    out.mkdir(parents=True, exist_ok=True)
-    by_id = {u: i for i, u in enumerate(data.users)}
-    for f in sorted((bench / "users").glob("*.json")):
-        user = json.loads(f.read_text(encoding="utf-8"))
-        ui = by_id.get(user.get("user_id", f.stem))
-        if ui is None:
-            continue
-        hist = [dict(it, image=str((f.parent / it["image"]).resolve())) if it.get("image") else it for it in user["history"]]
-        if ui in data.heldout_position:
-            del hist[data.heldout_position[ui]]
-        (out / f.name).write_text(json.dumps(dict(user, history=hist), ensure_ascii=False), encoding="utf-8")
-    return out
+def interactions(cat: Catalogue, split: Split) -> Interactions:
+    """A catalogue under a protocol's split."""
+    seen = [split.seen_items(u, h) for u, h in enumerate(cat.histories)]
+    return Interactions(cat.users, cat.items, cat.item_images, split.train, split.test, split.candidates, seen)
 
 
 class FeatureLightGCN(nn.Module):
@@ -161,8 +112,6 @@ def train_and_evaluate(data: Interactions, item_features: torch.Tensor | None, u
                        seed: int, cfg: RecConfig = RecConfig()) -> dict[str, float]:
     """Train with BPR (one negative per training edge per epoch, uniform over items with training
     interactions), then Recall@k / NDCG@k over all items the user has not got."""
-    from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
-
     torch.manual_seed(seed)
     n_u, n_i = len(data.users), len(data.items)
     model = FeatureLightGCN(n_u, n_i, cfg.dim, cfg.layers, item_features, user_features)
@@ -170,8 +119,6 @@ def train_and_evaluate(data: Interactions, item_features: torch.Tensor | None, u
     edge_index = data.edge_index
     users = torch.tensor([u for u, its in enumerate(data.train) for _ in its])
     pos = torch.tensor([i for its in data.train for i in its])
-    seen = torch.zeros(n_u, n_i, dtype=torch.bool)
-    seen[users, pos] = True
     gen = torch.Generator().manual_seed(seed)
     # negatives among items that have training interactions: an item nobody has yet is never pushed
     # down as a negative, so only its image feature places it (what the item-feature rows measure)
@@ -189,12 +136,25 @@ def train_and_evaluate(data: Interactions, item_features: torch.Tensor | None, u
     model.eval()
     with torch.no_grad():
         x = model(edge_index)
-        test_users = torch.tensor(sorted(data.test))
-        scores = x[test_users] @ x[n_u:].T
-        scores[seen[test_users]] = -math.inf  # items the user already has are not recommended
-        top = scores.topk(cfg.k, dim=1).indices
-    truth = torch.stack([torch.arange(len(test_users)), torch.tensor([data.test[int(u)] for u in test_users])])
-    recall, ndcg = LinkPredRecall(cfg.k), LinkPredNDCG(cfg.k)
+    return rank_metrics(x[:n_u], x[n_u:], data, cfg.k)
+
+
+def rank_metrics(user_x: torch.Tensor, item_x: torch.Tensor, data: Interactions, k: int) -> dict[str, float]:
+    """Recall@k and NDCG@k of dot-product scores over the evaluated users: known items are never
+    recommended, and only candidates are (when the protocol names them)."""
+    from torch_geometric.metrics import LinkPredNDCG, LinkPredRecall
+
+    test_users = sorted(data.test)
+    scores = user_x[test_users] @ item_x.T
+    for row, u in enumerate(test_users):  # what the user has (trains on, or their features saw)
+        scores[row, sorted(set(data.train[u]) | set(data.seen[u] if data.seen else []))] = -math.inf
+    if data.candidates is not None:
+        outside = torch.ones(item_x.shape[0], dtype=torch.bool)
+        outside[data.candidates] = False
+        scores[:, outside] = -math.inf
+    top = scores.topk(k, dim=1).indices
+    truth = torch.tensor([[row, i] for row, u in enumerate(test_users) for i in data.test[u]]).T
+    recall, ndcg = LinkPredRecall(k), LinkPredNDCG(k)
     recall.update(top, truth)
     ndcg.update(top, truth)
     return {"recall": float(recall.compute()), "ndcg": float(ndcg.compute())}
@@ -222,8 +182,7 @@ def _t_interval(values: list[float]) -> tuple[float, float, float]:
 def table4_rows(data: Interactions, item_features: torch.Tensor, generated_features: torch.Tensor | None,
                 seeds: int = 5, cfg: RecConfig = RecConfig()) -> list[dict]:
     """The paper's four rows (the last only when generated features are given), each over ``seeds`` seeds."""
-    avg = torch.stack([item_features[its].mean(0) if its else item_features.new_zeros(item_features.shape[1])
-                       for its in data.train])
+    avg = averaged_users(item_features, data.seen or data.train)
     settings = {"No-image": (None, None), "Item-only": (item_features, None), "Averaged-user": (item_features, avg)}
     if generated_features is not None:
         settings["Generated-user"] = (item_features, generated_features)
@@ -236,71 +195,176 @@ def table4_rows(data: Interactions, item_features: torch.Tensor, generated_featu
     return rows
 
 
-def write_table4(rows: list[dict], out: Path, note: str = "") -> str:
-    """results/<benchmark>/table4.md and .csv."""
-    import csv
+def averaged_users(item_features: torch.Tensor, items: list[list[int]]) -> torch.Tensor:
+    """Each user's mean item feature (zeros for a user with none)."""
+    return torch.stack([item_features[its].mean(0) if its else item_features.new_zeros(item_features.shape[1])
+                        for its in items])
 
-    out.mkdir(parents=True, exist_ok=True)
+
+_CSV_HEAD = ["protocol", "features", "row", "item", "user", "recall10_mean", "recall10_low", "recall10_high",
+             "ndcg10_mean", "ndcg10_low", "ndcg10_high", "seeds", "users_evaluated"]
+
+
+def _md_rows(rows: list[dict]) -> list[str]:
     lines = ["| | Item | User | Recall@10 (95% CI) | NDCG@10 (95% CI) |", "|---|---|---|---|---|"]
     for r in rows:
         rec, nd = r["recall@10"], r["ndcg@10"]
         lines.append(f"| {r['row']} | {'yes' if r['item'] else 'no'} | {r['user']} | "
                      f"{100 * rec[0]:.2f}% [{100 * rec[1]:.2f}, {100 * rec[2]:.2f}] | {nd[0]:.4f} [{nd[1]:.4f}, {nd[2]:.4f}] |")
-    text = "\n".join(lines) + ("\n\n" + note if note else "") + "\n"
-    (out / "table4.md").write_text(text, encoding="utf-8")
-    with (out / "table4.csv").open("w", newline="", encoding="utf-8") as fh:
+    return lines
+
+
+def write_table4(tables: dict[str, list[dict]], out: Path, protocol: str = "warm", note: str = "",
+                 evaluated: int = 0) -> str:
+    """out/table4-<protocol>.md and .csv (one four-row table per image feature extractor, the first the
+    main one), then out/table4.md and .csv gathering every protocol's file found there."""
+    import csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for i, (features, rows) in enumerate(tables.items()):
+        title = f"Image features: {features}" + ("" if i == 0 else " (check)")
+        parts.append("\n".join([f"**{title}**", "", *_md_rows(rows)]))
+    text = f"### Protocol: {protocol}\n\n" + "\n\n".join(parts) + ("\n\n" + note if note else "") + "\n"
+    (out / f"table4-{protocol}.md").write_text(text, encoding="utf-8")
+    with (out / f"table4-{protocol}.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(["row", "item", "user", "recall10_mean", "recall10_low", "recall10_high", "ndcg10_mean", "ndcg10_low",
-                    "ndcg10_high", "seeds"])
-        for r in rows:
-            w.writerow([r["row"], r["item"], r["user"], *[f"{v:.6f}" for v in r["recall@10"]],
-                        *[f"{v:.6f}" for v in r["ndcg@10"]], len(r["runs"])])
+        w.writerow(_CSV_HEAD)
+        for features, rows in tables.items():
+            for r in rows:
+                w.writerow([protocol, features, r["row"], r["item"], r["user"], *[f"{v:.6f}" for v in r["recall@10"]],
+                            *[f"{v:.6f}" for v in r["ndcg@10"]], len(r["runs"]), evaluated])
+    _gather(out)
     return text
 
 
-def generated_features(scorer, generated: Path, data: Interactions) -> torch.Tensor:
-    """Image features of each user's generated image (``pmg batch`` output under ``generated``)."""
+def _gather(out: Path) -> None:
+    """table4.md / table4.csv: every protocol's table in out, in PROTOCOLS order."""
+    done = [p for p in PROTOCOLS if (out / f"table4-{p}.md").is_file()]
+    (out / "table4.md").write_text("\n".join((out / f"table4-{p}.md").read_text(encoding="utf-8") for p in done),
+                                   encoding="utf-8")
+    lines = [",".join(_CSV_HEAD)]
+    for p in done:
+        lines += (out / f"table4-{p}.csv").read_text(encoding="utf-8").splitlines()[1:]
+    (out / "table4.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# --- image features -------------------------------------------------------------------------------------
+
+def _open(paths: list[Path]) -> list:
     from PIL import Image
 
-    best = {}
-    for manifest in (generated / "users").glob("*/manifest.json"):
-        best[json.loads(manifest.read_text(encoding="utf-8"))["user_id"]] = manifest.parent / "best.png"
-    missing = [u for u in data.users if u not in best]
-    if missing:
-        from pmg.errors import PMGError
+    return [Image.open(p).convert("RGB") for p in paths]
 
-        raise PMGError(f"{len(missing)} users have no generated image in {generated} (first: {missing[0]!r}); "
-                       f"see {generated / 'errors.jsonl'}")
+
+def alexnet_features(paths: list[Path], size: int = 64, batch: int = 256) -> torch.Tensor:
+    """LPIPS's AlexNet (ImageNet-trained, LPIPS-calibrated): each of its five taps unit-normalised along
+    channels and averaged over space, concatenated (1,152 values) and unit-normalised."""
+    from pmg.evaluation.lpips import LPIPS
+
+    net = LPIPS("alex")
+    out = []
+    for i in range(0, len(paths), batch):
+        x = torch.stack([torch.from_numpy(np.asarray(im.resize((size, size)), dtype=np.float32)).permute(2, 0, 1)
+                         for im in _open(paths[i : i + batch])]) / 127.5 - 1
+        out.append(torch.cat([f.mean(dim=(2, 3)) for f in net.unit_features(x)], dim=1))
+    return torch.nn.functional.normalize(torch.cat(out), dim=1)
+
+
+def scorer_features(scorer, paths: list[Path], batch: int = 256) -> torch.Tensor:
     with torch.no_grad():
-        return scorer.embed_images([Image.open(best[u]).convert("RGB") for u in data.users]).float()
+        return torch.cat([scorer.embed_images(_open(paths[i : i + batch])).float() for i in range(0, len(paths), batch)])
 
 
-def run_table4(bench: Path, out: Path, loader, scorer, *, seed: int = 0, steps: int | None = None, seeds: int = 5,
-               batch=None, cfg: RecConfig = RecConfig(), progress: bool = True, models: dict | None = None) -> str:
-    """Generate every user's preference image with ``pmg batch`` (resumable), then the four rows."""
+EXTRACTORS = {"alexnet": alexnet_features}  # checks beside the scorer's image tower
+
+
+def generated_images(folders: list[Path], users: list[str]) -> list[Path | None]:
+    """Each user's generated image (``best.png`` of a ``pmg batch`` output; the first folder that has the
+    user wins), None for a user with none."""
+    best = {}
+    for folder in reversed(folders):
+        for manifest in (folder / "users").glob("*/manifest.json"):
+            best[json.loads(manifest.read_text(encoding="utf-8"))["user_id"]] = manifest.parent / "best.png"
+    return [best.get(u) for u in users]
+
+
+def _user_features(extract, images: list[Path | None], dim: int) -> torch.Tensor:
+    """Features of the users' images, zeros for a user with none (nothing visible to generate from)."""
+    have = [i for i, p in enumerate(images) if p is not None]
+    feats = torch.zeros(len(images), dim)
+    if have:
+        feats[have] = extract([images[i] for i in have])
+    return feats
+
+
+# --- the whole table ------------------------------------------------------------------------------------
+
+def _generate(cat: Catalogue, split: Split, warm: Split, protocol: str, out: Path, loader, config, batch, progress: bool,
+              models: dict | None) -> tuple[list[Path], dict]:
+    """Generate (resumably) every user's image from their warm-visible history into generated/warm, and, for
+    a protocol that shows some users less, those users' images into generated/<protocol>. Returns the
+    folders to look in, most specific first, and the counts."""
+    from pmg.batch import run_batch
+    from pmg.errors import PMGError
+
+    jobs = [("warm", {u: warm.visible[u] for u in range(len(cat.users))})]
+    changed = {u: v for u, v in enumerate(split.visible) if v != warm.visible[u]}
+    if changed:
+        jobs.insert(0, (protocol, changed))
+    counts = {"generated": 0, "reused": 0}
+    for name, visible in jobs:
+        users = out / "table4_users" / name
+        if users.exists():  # inputs of an earlier run: rewritten from this run's split
+            import shutil
+
+            shutil.rmtree(users)
+        written = generation_inputs(cat, visible, users)
+        summary = run_batch(users, out / "generated" / name, loader, config, batch, progress=progress, models=models)
+        counts["generated"] += summary["generated"]
+        counts["reused"] += summary["skipped_already_done"]
+        if summary["failed"] or summary["not_reached"]:
+            raise PMGError(f"{summary['failed'] + summary['not_reached']} of {len(written)} users have no generated "
+                           f"image; see {out / 'generated' / name / 'errors.jsonl'}")
+    return [out / "generated" / name for name, _ in jobs], counts
+
+
+def run_table4(bench: Path, out: Path, loader, scorer, *, protocol: str = "warm", limit: int | None = None,
+               seed: int = 0, steps: int | None = None, seeds: int = 5, batch=None, cfg: RecConfig = RecConfig(),
+               progress: bool = True, models: dict | None = None, checks: tuple[str, ...] = ("alexnet",)) -> str:
+    """One protocol of Table 4 on a benchmark's first ``limit`` users: generate each user's preference
+    image with ``pmg batch`` (resumable) from what the protocol lets their features see, then the four rows
+    with the scorer's image features and with each of ``checks``' (``EXTRACTORS``)."""
     import time
 
-    from PIL import Image
-
     from pmg.api import GenerationConfig
-    from pmg.batch import BatchConfig, run_batch
+    from pmg.batch import BatchConfig
 
+    if protocol not in PROTOCOLS:
+        from pmg.errors import ConfigError
+
+        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     t0 = time.perf_counter()
-    data = leave_last_out(bench)
-    users = heldout_users(bench, data, out / "table4_users")
+    cat = load_catalogue(bench, limit)
+    split, warm = make_split(protocol, cat.histories), make_split("warm", cat.histories)
     config = GenerationConfig(seed=seed, weights=((1.0, 0.0),), num_inference_steps=steps)
-    summary = run_batch(users, out / "generated", loader, config, batch or BatchConfig(users_per_call=8),
-                        progress=progress, models=models)
+    folders, counts = _generate(cat, split, warm, protocol, out, loader, config, batch or BatchConfig(users_per_call=8),
+                                progress, models)
     gen_s = time.perf_counter() - t0
-    with torch.no_grad():
-        items = scorer.embed_images([Image.open(p).convert("RGB") for p in data.item_images]).float()
-    gen = generated_features(scorer, out / "generated", data)
+    images = generated_images(folders, cat.users)
+    data = interactions(cat, split)
+    tables = {}
     t1 = time.perf_counter()
-    rows = table4_rows(data, items, gen, seeds=seeds, cfg=cfg)
-    note = (f"LightGCN ({cfg.layers} LGConv layers, dim {cfg.dim}, BPR, {cfg.epochs} epochs) on {len(data.users)} users x "
-            f"{len(data.items)} items, leave-last-out on {len(data.test)} users; mean and 95% t-interval over {seeds} seeds. "
-            f"Image features: scorer {getattr(scorer, 'name', '?')}. Generated-user: PMG's image under the preference "
-            f"condition only (w_p:w_t = 1:0), from each history without its held-out item "
-            f"({summary['generated']} generated, {summary['skipped_already_done']} reused). "
+    for name in (f"scorer {getattr(scorer, 'name', '?')}", *checks):
+        extract = EXTRACTORS[name] if name in EXTRACTORS else (lambda ps: scorer_features(scorer, ps))
+        items = extract(cat.item_images)
+        tables[name] = table4_rows(data, items, _user_features(extract, images, items.shape[1]), seeds=seeds, cfg=cfg)
+    n_test = sum(len(t) for t in data.test.values())
+    note = (f"LightGCN ({cfg.layers} LGConv layers, dim {cfg.dim}, BPR, {cfg.epochs} epochs) on {len(cat.users)} users x "
+            f"{len(cat.items)} items ({sum(map(len, data.train))} training edges); {len(data.test)} users evaluated on "
+            f"{n_test} held-out items" + (f", ranked among the {len(data.candidates)} cold items" if data.candidates else "")
+            + f"; mean and 95% t-interval over {seeds} seeds. Generated-user: PMG's image under the preference condition "
+            f"only (w_p:w_t = 1:0) from the history the protocol lets the user's features see "
+            f"({counts['generated']} generated, {counts['reused']} reused). "
             f"Run time: generation {gen_s:.0f} s, recommender {time.perf_counter() - t1:.0f} s.")
-    return write_table4(rows, out, note)
+    return write_table4(tables, out, protocol, note, len(data.test))
