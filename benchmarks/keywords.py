@@ -3,9 +3,13 @@
     .venv/bin/python benchmarks/keywords.py                            # this version: llama.cpp, JSON, grounded
     .venv/bin/python benchmarks/keywords.py --backend transformers --free-text --no-ground   # as before
 
-Prints, over the emoticon benchmark's test users and the MovieLens test users:
+    .venv/bin/python benchmarks/keywords.py --style-from-images      # items' art style from their images only
+
+Prints, over the emoticon benchmark's test users, the open-theme emoticon benchmark's test users (themes
+never seen in tuning) and the MovieLens test users:
 * theme recovered: a preference keyword names the user's planted theme (emoticons; by its words, e.g.
-  "cat"/"kitten" for cats, or a MiniLM cosine >= 0.6 to the theme's name);
+  "cat"/"kitten" for cats, or a MiniLM cosine >= 0.6 to the theme's name); open themes: a keyword holds
+  one of the theme's names (``open_themes.names_theme``: "tool" for the subgroup ``tool``), no cosine;
 * genre coverage: share of the user's top-3 history genres named (movies);
 * junk rate: keywords that are neither English words or phrases (wordfreq) nor present in the user's
   behaviours, lone stop-words, or words echoed from the prompt and absent from the behaviours;
@@ -74,7 +78,11 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--free-text", action="store_true", help="no JSON-constrained decoding")
     ap.add_argument("--no-ground", action="store_true", help="no grounding in the behaviours")
     ap.add_argument("--emoticons", type=Path, default=Path("data/benchmarks/emoticons"))
+    ap.add_argument("--open", type=Path, default=Path("data/benchmarks/emoticons-open"))
     ap.add_argument("--movies", type=Path, default=Path("data/benchmarks/movies"))
+    ap.add_argument("--style-from-images", action="store_true",
+                    help="emoticon items lose their attributes: the art style comes from the tagger's image captions")
+    ap.add_argument("--only", default=None, help="comma-separated benchmarks to run (emoticons, open, movies)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--no-batched", action="store_true", help="skip the batched run (cold one-at-a-time only)")
@@ -84,21 +92,36 @@ def parse_args() -> argparse.Namespace:
 def load_sets(a) -> dict[str, tuple[list, dict, list[str]]]:
     """(users, ground truth, ids) of each benchmark that is built."""
     sets = {}
-    for name, bench in (("emoticons", a.emoticons), ("movies", a.movies)):
+    only = set(a.only.split(",")) if a.only else None
+    for name, bench in (("emoticons", a.emoticons), ("open", a.open), ("movies", a.movies)):
+        if only is not None and name not in only:
+            continue
         if not (bench / "split.json").is_file():
             print(f"{bench}: not built (pmg eval --benchmark {name} builds it); skipped")
             continue
         ids = json.loads((bench / "split.json").read_text())[a.split][: a.limit]
-        sets[name] = ([load_user(bench / "users" / f"{i}.json") for i in ids], json.loads((bench / "ground_truth.json").read_text()), ids)
+        users = [load_user(bench / "users" / f"{i}.json") for i in ids]
+        if a.style_from_images and name != "movies":
+            users = [u.model_copy(update={"history": [h.model_copy(update={"attributes": {}}) for h in u.history]})
+                     for u in users]
+        sets[name] = (users, json.loads((bench / "ground_truth.json").read_text()), ids)
     return sets
 
 
 def timed_keywords(a, users) -> tuple[list, float, list, float]:
     """Keywords cold one user at a time (no cache), then batched (a fresh cache): results and seconds of each."""
     with tempfile.TemporaryDirectory() as tmp:
+        captioner = None
+        if a.style_from_images and users[0].scenario.value == "emoticon":
+            from pmg.api import build_captioner
+            from pmg.scoring.scorers import load_scorer
+
+            captioner = build_captioner("tagger", load_scorer("pmg-mini"), "pmg-mini")
+
         def extractor(cache_dir):
             return build_extractor(a.llm, backend=a.backend, threads=a.threads, model_cache_dir=Path.home() / ".cache" / "pmg",
-                                   cache_dir=cache_dir, ground=not a.no_ground, structured=not a.free_text)
+                                   cache_dir=cache_dir, ground=not a.no_ground, structured=not a.free_text,
+                                   captioner=captioner)
 
         ext = extractor(None)
         res, cold_s = run(ext, users, batched=False)
@@ -139,6 +162,24 @@ def report_emoticons(ids, res, truth, embed) -> None:
         print(f"    theme missed: {m}")
 
 
+def report_open(ids, res, truth) -> None:
+    from pmg.evaluation.benchmarks.open_themes import names_theme
+
+    theme, mood, misses = [], [], []
+    for uid, r in zip(ids, res):
+        t = truth[uid]
+        hit = any(names_theme(k, t["theme_names"]) for k in r.preference)
+        theme.append(float(hit))
+        if not hit:
+            misses.append(f"{uid} ({t['theme']}): {r.preference}")
+        mood.append(float(any(k in MOOD_WORDS[t["mood"]] or any(w in MOOD_WORDS[t["mood"]] for w in k.split()) for k in r.target)))
+    lo_hi = bootstrap_ci(theme)
+    print(f"  theme named in the top 10            {lo_hi[0]:.3f} [{lo_hi[1]:.3f}, {lo_hi[2]:.3f}]")
+    print(f"  target names the mood                {bootstrap_ci(mood)[0]:.3f}")
+    for m in misses[:12]:
+        print(f"    theme missed: {m}")
+
+
 def report_movies(ids, res, truth) -> None:
     from pmg.evaluation.benchmarks.movies import keyword_coverage
 
@@ -166,6 +207,8 @@ def main() -> None:
         print(f"\n{name} ({a.split}, {len(users)} users) — backend {ext.llm.name}")
         if name == "emoticons":
             report_emoticons(ids, res, truth, embed)
+        elif name == "open":
+            report_open(ids, res, truth)
         else:
             report_movies(ids, res, truth)
         print(f"  junk rate                            {len(bad) / max(1, n_kw):.3f}  ({len(bad)} of {n_kw}; e.g. {bad[:6]})")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pmg.keywords.parse import _singular
 
-__all__ = ["WordNetNouns", "category_keywords", "CATEGORY_WORDS"]
+__all__ = ["WordNetNouns", "category_keywords", "theme_keywords", "CATEGORY_WORDS"]
 
 WORDNET_DIR = Path(os.environ.get("PMG_WORDNET_DIR", "/usr/share/wordnet"))
 
@@ -48,6 +48,45 @@ class WordNetNouns:
     def lexfiles(self, noun: str) -> set[int]:
         # a data line starts "offset lex_filenum ss_type ..."
         return {int(os.pread(self._fd, 32, offset).split()[1]) for offset in self._index.get(noun, ())}
+
+    def senses(self, noun: str) -> list[int]:
+        """The synset offsets of a noun's most frequent senses, most frequent first."""
+        return list(self._index.get(noun, ()))
+
+    @functools.lru_cache(maxsize=65536)
+    def synset(self, offset: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+        """(lemmas, hypernym offsets) of a noun synset. A data line reads "offset lex_filenum n w_cnt(hex)
+        word lex_id ... p_cnt pointer ... | gloss"; a pointer is "symbol offset pos source/target"."""
+        line, chunk = b"", 512
+        while b"\n" not in line:
+            line = os.pread(self._fd, chunk, offset)
+            chunk *= 2
+        parts = line.split(b"\n", 1)[0].decode("utf-8").split(" | ", 1)[0].split()
+        n_words = int(parts[3], 16)
+        words = tuple(parts[4 + 2 * i].lower() for i in range(n_words))
+        at = 4 + 2 * n_words
+        n_ptr = int(parts[at])
+        ptrs = [parts[at + 1 + 4 * i : at + 5 + 4 * i] for i in range(n_ptr)]
+        return words, tuple(int(p[1]) for p in ptrs if p[0] in ("@", "@i") and p[2] == "n")
+
+    def synonyms(self, noun: str) -> list[str]:
+        """The other lemmas of a noun's most frequent sense ("bug" -> insect)."""
+        senses = self.senses(noun)
+        return [w for w in self.synset(senses[0])[0] if w != noun] if senses else []
+
+    def ancestors(self, offset: int) -> dict[int, int]:
+        """Every hypernym of a synset (itself included) with its distance from the root, the longest path."""
+        depth: dict[int, int] = {}
+
+        def walk(o: int) -> int:
+            if o not in depth:
+                depth[o] = 0  # a cycle guard; WordNet's noun hierarchy has none
+                ups = self.synset(o)[1]
+                depth[o] = 1 + max(map(walk, ups)) if ups else 0
+            return depth[o]
+
+        walk(offset)
+        return depth
 
     def nouns(self, title: str) -> list[str]:
         """The nouns of a title, compounds first ("french fries" -> french_fries, not "french", "fries")."""
@@ -91,3 +130,66 @@ def category_keywords(titles: list[str], min_share: float = 0.6, wordnet: WordNe
             counts[c] = counts.get(c, 0) + 1
     need = max(2, min_share * len(titles))
     return {c: n / len(titles) for c, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n >= need}
+
+
+# hypernyms too abstract to name a taste: a theme is said with a word a person would use
+ABSTRACT = {"entity", "physical_entity", "abstraction", "abstract_entity", "object", "physical_object", "whole", "unit",
+            "artifact", "artefact", "instrumentality", "instrumentation", "matter", "substance", "thing", "part", "portion",
+            "living_thing", "animate_thing", "organism", "being", "causal_agent", "cause", "causal_agency",
+            "psychological_feature", "attribute", "relation", "communication", "measure", "quantity", "group", "grouping",
+            "collection", "device", "consumer_goods", "goods", "container", "structure", "construction", "covering", "commodity", "trade_good",
+            "material", "stuff", "location", "region", "point", "act", "deed", "event", "state", "person", "individual",
+            "someone", "somebody", "mortal", "soul", "natural_object", "shape", "form", "signal", "sign", "symbol",
+            "implement", "article", "creation", "representation", "solid", "fluid", "liquid", "content", "message",
+            "product", "production", "system", "equipment", "happening", "occurrence", "feature", "property",
+            "component", "constituent", "element", "activity", "action", "line", "surface", "area", "body", "agent",
+            "worker", "adult", "female", "male", "vertebrate", "craniate", "chordate", "invertebrate", "placental",
+            "placental_mammal", "eutherian", "eutherian_mammal", "food", "nutrient", "plant", "flora", "plant_life",
+            "animal", "animate_being", "beast", "brute", "creature", "fauna"}
+MIN_ZIPF = 3.0  # the name's word frequency (wordfreq's Zipf scale): "tool" 4.6, "hand tool" 1.9, "headdress" 2.4
+
+
+def _name(words: tuple[str, ...]) -> tuple[str, float]:
+    """A synset's name as a person writes it, and its Zipf frequency: the first lemma (WordNet's
+    headword: "clothing", not its commoner synonym "wear") when it is common, else the commonest."""
+    from wordfreq import zipf_frequency
+
+    named = [(w.replace("_", " "), zipf_frequency(w.replace("_", " "), "en")) for w in words]
+    if named[0][1] >= MIN_ZIPF:
+        return named[0]
+    return max(named, key=lambda nz: (nz[1], -len(nz[0])))
+
+
+def theme_keywords(titles: list[str], min_share: float = 0.6, wordnet: WordNetNouns | None = None,
+                   top_k: int = 2) -> dict[str, float]:
+    """What the items are, when they share no word: the WordNet hypernym that at least ``min_share`` of the
+    titles (and two) fall under, named by its commonest lemma, with that share. Among the hypernyms that
+    cover the most titles, the most specific one whose name is a common word (``MIN_ZIPF``) and not
+    ``ABSTRACT`` wins: ["hammer", "wrench", "screwdriver", "saw"] -> {"tool": 1.0}. A title counts once
+    for a hypernym, whichever of its nouns and senses (``SENSES``) reaches it, so one item alone never
+    names a theme. ``CATEGORY_WORDS``' three categories are ``category_keywords``' and not repeated."""
+    wn = wordnet or _wordnet()
+    if wn is None or len(titles) < 2:
+        return {}
+    cover: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    for title in titles:
+        reached: dict[int, int] = {}
+        for noun in wn.nouns(title):
+            for sense in wn.senses(noun):
+                reached.update(wn.ancestors(sense))
+        for o in sorted(reached):  # offsets: the same order in every process
+            cover[o] = cover.get(o, 0) + 1
+            depth[o] = max(depth.get(o, 0), reached[o])
+    need = max(2, min_share * len(titles))
+    found: dict[str, tuple[int, int]] = {}
+    for o, n in cover.items():
+        words = wn.synset(o)[0]
+        if n < need or any(w in ABSTRACT for w in words):
+            continue
+        name, zipf = _name(words)
+        if zipf < MIN_ZIPF or name in CATEGORY_WORDS.values():
+            continue
+        found[name] = max(found.get(name, (0, 0)), (n, depth[o]))
+    ranked = sorted(found.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
+    return {name: n / len(titles) for name, (n, _) in ranked[:top_k]}

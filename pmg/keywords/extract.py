@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pmg.behaviours.schema import Scenario, UserBehaviours
 from pmg.behaviours.to_text import SUMMARY_INPUT_CHARS, ItemDescriber, clean_field, image_caption
 from pmg.io.cache import JsonCache, cache_key
-from pmg.keywords.categories import category_keywords
+from pmg.keywords.categories import category_keywords, theme_keywords
 from pmg.keywords.ground import KeywordGrounder, content_words
 from pmg.keywords.moods import MOOD_WORDS, WORD_TO_MOOD, detect_mood, mood_of_keywords
 from pmg.keywords.parse import (attribute_keywords, drop_field_labels, frequent_phrases, frequent_words, normalize_keyword,
@@ -24,7 +24,7 @@ from pmg.llm.grammar import phrase_list_schema
 __all__ = ["KeywordResult", "KeywordExtractor", "ALGORITHM_VERSION", "build_extractor"]
 
 # bump when parsing or ranking changes, so cached keywords made the old way are not served
-ALGORITHM_VERSION = 11
+ALGORITHM_VERSION = 12
 
 
 def keyword_schema(min_items: int, max_items: int) -> dict:
@@ -234,10 +234,10 @@ class KeywordExtractor:
                     prompts: PromptSet) -> list[str]:
         """Merge the per-attribute answers, keep what the behaviours support, rank, top k."""
         from_attributes = attribute_keywords([it.attributes for it in recent.history])
-        if self.grounder is not None:  # what most items' titles share (a word, a WordNet category) is one more vote
+        if self.grounder is not None:  # what most items' titles share (a word, a WordNet category or hypernym) is one more vote
             titles = [it.title for it in recent.history]  # titles: not "genres: ..." text
             captions = [c for c in map(image_caption, evidence[: len(recent.history)]) if c]
-            shared = {**frequent_words(titles, exclude=prompts.words()), **category_keywords(titles),
+            shared = {**frequent_words(titles, exclude=prompts.words()), **category_keywords(titles), **theme_keywords(titles),
                       **frequent_phrases(captions)}  # what most item images show: an art style the captioner names
             from_attributes = {**shared, **from_attributes}
         if from_attributes:

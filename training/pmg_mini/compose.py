@@ -101,7 +101,10 @@ class Example:
 class EmojiIndex:
     """The training concepts per style, families, usage weights and mined compositions."""
 
-    def __init__(self, metas: list[dict], usage: dict[str, float] | None = None, styles: tuple[str, ...] | None = None):
+    def __init__(self, metas: list[dict], usage: dict[str, float] | None = None, styles: tuple[str, ...] | None = None,
+                 exclude_subgroups: frozenset[str] = frozenset()):
+        """``exclude_subgroups``: themes no simulated user has (an evaluation's held-out themes): their emoji
+        join no family, so they are never a user's favourites; they stay targets and plain captions."""
         self.by_key = {(m["hexcode"], m["style"]): i for i, m in enumerate(metas)}
         self.concepts: dict[str, dict] = {}
         for m in metas:
@@ -110,6 +113,8 @@ class EmojiIndex:
         self.usage = {h: (usage or {}).get(h, 1.0) for h in self.concepts}
         fam: dict[str, list[str]] = {}
         for h, m in self.concepts.items():
+            if m["subgroup"] in exclude_subgroups:
+                continue
             fam.setdefault("sub:" + m["subgroup"], []).append(h)
             fam.setdefault("group:" + m["group"], []).append(h)
         self.families = {k: sorted(v) for k, v in fam.items() if len(v) >= 3}

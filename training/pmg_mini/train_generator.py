@@ -19,9 +19,11 @@ pmg-mini-fashion (garments, ``training.pmg_mini.fashion``) uses the same recipe,
     python -m training.pmg_mini.train_generator --dataset fashion --data /usr/share/datasets/fashion-mnist \
         --run runs/fashion --init-from models/pmg-mini --steps 5000 --decay-start 3500
 
-v3, in training (the model card): ``--deepen --unet-config training/pmg_mini/configs/unet-32.json
+v3 (the model card): ``--deepen --unet-config training/pmg_mini/configs/unet-32.json
 --factor 2`` puts the shipped U-Net inside one with a 32x32 level; ``--extra-splits scorer`` adds the
-scorer's eight art sets to the plain captions.
+scorer's eight art sets to the plain captions. v4 adds ``--exclude-themes BENCH/info.json`` (the open-theme
+benchmark's val and test themes are no simulated user's theme) and ``--pool-batches 1000`` (conditions
+encoded once, ``training.pmg_mini.pool``).
 
 Resumes from ``RUN/ckpt.pt`` when present. ``RUN/threads`` (a number in a file) changes torch's
 thread count live.
@@ -85,6 +87,11 @@ class TrainConfig:
     # clothing), this share of the batch: its truth at a composing ratio, a history item at 4:0
     bench_examples: str = ""
     p_bench: float = 0.1
+    # emoji: subgroups no simulated user has as a theme (comma-separated), or a benchmark's info.json whose
+    # val and test themes are held out (``pmg.evaluation.benchmarks.open_themes``)
+    exclude_themes: str = ""
+    # > 0: conditions encoded once into a pool of this many batches (``training.pmg_mini.pool``), cycled
+    pool_batches: int = 0
     # fashion: the 3:1 band keeps the target's garment type (``GarmentSource.keep_type``)
     keep_type: bool = False
     # fashion: keyword windows as the LLM writes them for shop items (``GarmentSource.rich_words``)
@@ -396,7 +403,10 @@ def batch_source(cfg: TrainConfig):
         raise ValueError(f"--band-probs {cfg.band_probs!r}: only --dataset fashion takes band shares")
     x, metas = load_data(cfg.data, cfg.image_size, extra_splits=cfg.extra_splits)
     n_train = sum(m["split"] == "train" for m in metas)  # first in ``metas``: the composition examples' rows
-    index = EmojiIndex(metas[:n_train], usage_weights(metas[:n_train]))
+    held_out = excluded_themes(cfg.exclude_themes)
+    index = EmojiIndex(metas[:n_train], usage_weights(metas[:n_train]), exclude_subgroups=held_out)
+    if held_out:
+        print(f"{len(held_out)} themes held out of the simulated users: {', '.join(sorted(held_out))}")
     bench = load_bench_examples(cfg.bench_examples, index)
     if cfg.bench_examples:
         print(f"{len(bench)} benchmark train users as examples (p={cfg.p_bench})")
@@ -405,7 +415,19 @@ def batch_source(cfg: TrainConfig):
         rows = compose(metas, index, rng, cfg, bench)
         return rows, x[torch.tensor([r[3] for r in rows])]
 
+    batches.images = x  # the pool (``pool_batches``) keeps rows and looks their images up here
+    batches.compose = lambda rng: compose(metas, index, rng, cfg, bench)
     return batches, f"{len(x)} images"
+
+
+def excluded_themes(spec: str) -> frozenset[str]:
+    """``exclude_themes``: a benchmark's info.json (its val and test themes) or comma-separated subgroups."""
+    if not spec:
+        return frozenset()
+    if spec.endswith(".json"):
+        themes = json.loads(Path(spec).read_text())["themes"]
+        return frozenset(themes["val"]) | frozenset(themes["test"])
+    return frozenset(t.strip() for t in spec.split(",") if t.strip())
 
 
 def resume(ckpt_path: Path, unet, ema, opt, rng: random.Random, gen: torch.Generator) -> int:
@@ -449,12 +471,26 @@ def train(cfg: TrainConfig) -> None:
         log.writerow(["step", "loss", "lr", "sec_per_step", "threads", "time"])
     from tqdm import tqdm
 
+    pool = None
+    if cfg.pool_batches:
+        if cfg.dataset != "emoji":
+            raise ValueError("--pool-batches: only --dataset emoji keeps its images in memory")
+        from training.pmg_mini.pool import ConditionPool
+
+        pool_rng = random.Random(cfg.seed + 7)
+        with torch.no_grad():
+            pool = ConditionPool.build(run / "pool", cfg.pool_batches, lambda: batches.compose(pool_rng),
+                                       lambda rows: encode_batch(tokenizer, encoder, rows))
     bar = tqdm(total=cfg.steps, initial=step, unit="step", mininterval=30)
     unet.train()
     t0, losses = time.time(), []
     while step < cfg.steps:
-        rows, images = batches(rng)
-        cond, mask = encode_batch(tokenizer, encoder, rows)
+        if pool is not None:
+            cond, mask, idx = pool.batch(step, cfg.seed)
+            images = batches.images[idx]
+        else:
+            rows, images = batches(rng)
+            cond, mask = encode_batch(tokenizer, encoder, rows)
         latents = codec.encode(images)
         lr = learning_rate(cfg, step)
         for g in opt.param_groups:
