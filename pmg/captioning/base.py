@@ -31,7 +31,10 @@ class TransformersCaptioner:
         path = Path(path)
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"not a transformers captioning model folder (no config.json): {path}")
-        self.pipe = pipeline("image-to-text", model=str(path))
+        from pmg.quiet import quiet_loading
+
+        with quiet_loading():
+            self.pipe = pipeline("image-to-text", model=str(path))
         self.name, self.max_new_tokens = path.name, max_new_tokens
 
     def caption(self, images: list[Image.Image]) -> list[str]:

@@ -19,6 +19,7 @@ from pmg.conditioning.weighting import DEFAULT_GRID, parse_grid
 from pmg.errors import ModelLoadError
 from pmg.generation.codec import PixelShuffleCodec, VAECodec
 from pmg.generation.pipeline import PMGPipeline
+from pmg.quiet import quiet_loading
 from pmg.registry import resolve_generator
 
 __all__ = ["load_generator", "load_scheduler"]
@@ -35,6 +36,7 @@ def load_scheduler(folder: Path, override: str | None = None):
     return cls.from_config(cfg)
 
 
+@quiet_loading()
 def load_generator(spec: str | Path, *, scheduler: str | None = None, dtype: torch.dtype = torch.float32,
                    device: str = "cpu") -> PMGPipeline:
     from diffusers import UNet2DConditionModel

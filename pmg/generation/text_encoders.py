@@ -6,6 +6,7 @@ pmg-mini uses the frozen all-MiniLM-L6-v2 token states that ship inside the PyPI
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -33,12 +34,27 @@ def resolve_text_encoder_path(spec: str | Path) -> Path:
 
 
 def load_minilm(spec: str | Path = f"package:{MINILM_PACKAGE}", max_length: int = MINILM_MAX_LENGTH):
-    """(tokenizer, frozen encoder in eval mode) for a BERT-style encoder folder."""
+    """(tokenizer, frozen encoder in eval mode) for a BERT-style encoder folder.
+
+    The generator, the scorer and keyword grounding all use MiniLM: the frozen encoder is loaded once
+    per process and shared (copy it before moving or training it); each caller gets its own tokenizer.
+    """
+    import copy
+
+    tokenizer, encoder = _load_minilm(str(resolve_text_encoder_path(spec).resolve()))
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.model_max_length = max_length
+    return tokenizer, encoder
+
+
+@functools.lru_cache(maxsize=4)
+def _load_minilm(path: str):
     from transformers import AutoModel, AutoTokenizer
 
-    path = resolve_text_encoder_path(spec)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.model_max_length = max_length
-    encoder = AutoModel.from_pretrained(path).eval().requires_grad_(False)
+    from pmg.quiet import quiet_loading
+
+    with quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        encoder = AutoModel.from_pretrained(path).eval().requires_grad_(False)
     encoder.config.use_attention_mask = True  # BERT was trained with a padding mask
     return tokenizer, encoder

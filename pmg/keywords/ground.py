@@ -82,15 +82,9 @@ class SentenceEmbedder:
         todo = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if todo:
             enc = self.tokenizer(list(todo), padding=True, truncation=True, max_length=128, return_tensors="pt")
-            # one torch thread: a few words need no more, and once torch has run a 2-thread region
-            # in this process llama.cpp's decoding beside it halves in speed (measured: 8.0 s -> 4.3 s
-            # for the cat lover's keywords)
-            prev = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                states = self.encoder(**enc)[0]
-            finally:
-                torch.set_num_threads(prev)
+            # torch's thread count is process-wide: not changed here (a request thread would change it
+            # under every other request); llama.cpp decodes in a process of its own (pmg.llm.process)
+            states = self.encoder(**enc)[0]
             mask = enc["attention_mask"].unsqueeze(-1).to(states.dtype)
             emb = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1)
             if len(self._cache) > 50_000:

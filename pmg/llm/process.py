@@ -55,21 +55,29 @@ class ProcessLLM:
                                       stdout=subprocess.PIPE, env=env)
         self._send_lock = threading.Lock()
         _send(self._proc.stdin, args, self._send_lock)
-        try:
-            status, value = _recv(self._proc.stdout)
-        except EOFError:
-            raise ModelLoadError("the llama.cpp process exited while loading the model") from None
-        if status != "ready":
-            self._proc.kill()
-            raise ModelLoadError(value)
-        self.name = value
+        # the child loads the model while this process loads the others: the first generate() waits
+        self.name = f"{name or Path(gguf).name}:llama.cpp"  # XLlamaCppLLM's name, known before it loads
+        self._ready: Future = Future()
         self._ids = itertools.count()
         self._pending: dict[int, Future] = {}
         self._pending_lock = threading.Lock()
         self._reader = threading.Thread(target=self._read, name="pmg-llm-reader", daemon=True)
         self._reader.start()
 
+    def wait_ready(self) -> None:
+        """Block until the child has loaded the model; ModelLoadError when it could not."""
+        self._ready.result()
+
     def _read(self) -> None:
+        try:
+            status, value = _recv(self._proc.stdout)
+        except (EOFError, OSError, ValueError):
+            status, value = "error", "the llama.cpp process exited while loading the model"
+        if status != "ready":
+            self._proc.kill()
+            self._ready.set_exception(ModelLoadError(value))
+            return
+        self._ready.set_result(value)
         try:
             while True:
                 rid, ok, value = _recv(self._proc.stdout)
@@ -83,6 +91,7 @@ class ProcessLLM:
                 self._pending.clear()
 
     def generate(self, requests: list[ChatRequest]) -> list[str]:
+        self.wait_ready()
         rid, fut = next(self._ids), Future()
         with self._pending_lock:
             self._pending[rid] = fut

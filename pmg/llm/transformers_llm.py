@@ -8,6 +8,7 @@ import torch
 
 from pmg.errors import ModelLoadError
 from pmg.llm.base import ChatRequest, render_plain
+from pmg.quiet import quiet_loading
 
 __all__ = ["TransformersLLM"]
 
@@ -70,11 +71,13 @@ def _dequantized_cache(gguf: Path, cache_dir: Path) -> Path:
     return cache_dir / "llm-dequantized" / f"{gguf.stem}-{key}"
 
 
+@quiet_loading()
 def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32, cache_dir: str | Path | None = None):
     """A causal LM and its tokenizer from a folder or a GGUF file.
 
-    transformers dequantises a GGUF file tensor by tensor on every load; with ``cache_dir`` the
-    dequantised fp32 weights are saved once (exact: greedy answers do not change) and reloaded fast.
+    A llama-architecture GGUF file (SmolLM2) is read in one pass (``pmg.llm.gguf_torch``, about 2 s).
+    Other GGUF files go through transformers, which dequantises tensor by tensor on every load; with
+    ``cache_dir`` their fp32 weights are saved once (exact: greedy answers do not change) and reloaded fast.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -83,6 +86,11 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32, cache_d
         if path.suffix == ".gguf":
             if not path.is_file():
                 raise ModelLoadError(f"GGUF file not found: {path}")
+            from pmg.llm.gguf_torch import FAST_ARCHITECTURES, gguf_architecture, load_gguf_llama
+
+            if gguf_architecture(path) in FAST_ARCHITECTURES:
+                model, tok = load_gguf_llama(path, dtype=dtype)
+                return model, tok
             cached = _dequantized_cache(path, Path(cache_dir)) if cache_dir else None
             if cached is not None and (cached / "config.json").is_file():
                 tok = AutoTokenizer.from_pretrained(cached)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pmg.errors import ModelLoadError
+from pmg.quiet import quiet_loading
 from pmg.registry import resolve_scorer
 
 __all__ = ["Scorer", "MiniCLIPScorer", "CLIPScorer", "load_scorer", "weights_fingerprint"]
@@ -135,6 +136,7 @@ class CLIPScorer:
         return torch.stack(out).cpu()
 
 
+@quiet_loading()
 def load_scorer(spec: str | Path, device: str = "cpu") -> Scorer:
     folder = resolve_scorer(spec)
     cfg_path = folder / "config.json"
