@@ -275,13 +275,21 @@ class PMG:
             from pmg.soft.embedder import load_soft
 
             def load(folder):
-                return load_soft(folder, generator=pipe.name, embed_dim=pipe.embed_dim, generator_revision=pipe.revision,
-                                 cache_dir=model_cache_dir)
+                from pmg.quiet import quiet_loading
+
+                with quiet_loading():  # peft's prefix tuning warns about transformers internals
+                    return load_soft(folder, generator=pipe.name, embed_dim=pipe.embed_dim, generator_revision=pipe.revision,
+                                     cache_dir=model_cache_dir)
+
+            from pmg.lazy import LazySoft
+
+            def lazy(folder):  # its LLM loads on first use (``PMG.prefetch_soft`` starts it early)
+                return LazySoft(f"soft:{Path(folder).name}", functools.partial(load, folder))
 
             if soft == "auto":  # the bundled adapter of each scenario, for the bundled generator
-                soft_obj = {scenario: load(folder) for scenario, folder in bundled_adapters(generator).items()} or None
+                soft_obj = {scenario: lazy(folder) for scenario, folder in bundled_adapters(generator).items()} or None
             else:
-                soft_obj = load(soft)
+                soft_obj = lazy(soft)
         return cls(extractor, pipe, scorer, soft=soft_obj)
 
     def _sibling(self, generator: str, scorer: str, *, captioner, scheduler, soft, model_cache_dir) -> "PMG":
@@ -313,6 +321,7 @@ class PMG:
         pmg = self.for_scenario(user.scenario.value)
         if pmg is not self:
             return pmg.keywords(user)
+        self.prefetch_soft([user.scenario.value])
         with self._keyword_lock:
             return self.extractor(user)
 
@@ -321,6 +330,14 @@ class PMG:
         if isinstance(self.soft, dict):
             return self.soft.get(scenario)
         return self.soft
+
+    def prefetch_soft(self, scenarios) -> None:
+        """Start loading these scenarios' soft adapters in the background (their LLM loads while the
+        keyword stage runs); no-op for adapters already loaded or not lazy."""
+        for scenario in set(scenarios):
+            adapter = self.for_scenario(scenario).soft_for(scenario)
+            if hasattr(adapter, "start"):
+                adapter.start()
 
     def generate(self, user: UserBehaviours, config: GenerationConfig | None = None, *, keywords: KeywordResult | None = None,
                  callback=None) -> PMGResult:
@@ -368,6 +385,7 @@ class PMG:
         t0 = time.perf_counter()
         todo = [i for i, k in enumerate(keywords) if k is None]
         if todo:
+            self.prefetch_soft(users[i].scenario.value for i, c in enumerate(configs) if c.use_soft)
             with self._keyword_lock:
                 for i, kw in zip(todo, self.extractor.batch([users[i] for i in todo])):
                     keywords[i] = kw
