@@ -180,3 +180,38 @@ def test_page_and_examples(client):
     ex = client.get("/v1/examples").json()
     assert "cat_lover" in ex and ex["cat_lover"]["scenario"] == "emoticon"
     assert len(client.get("/v1/palette").json()["emoji"]) > 50
+
+
+class _Broken:
+    """A scorer that fails the way a bug would (not a PMGError), or the way a dead LLM backend does."""
+
+    def __init__(self, error: Exception):
+        self.name, self.error = "broken", error
+
+    def embed_images(self, images):
+        raise self.error
+
+    embed_texts = embed_images
+
+
+@pytest.mark.parametrize("error, status, detail", [
+    (RuntimeError("tensor shape bug"), 500, "internal error (RuntimeError); see the server log"),
+    (__import__("pmg.errors", fromlist=["LLMError"]).LLMError("the llama.cpp process exited"), 500, "the llama.cpp process exited"),
+    (__import__("pmg.errors", fromlist=["InputError"]).InputError("history[0].title: empty"), 422, "history[0].title: empty"),
+])
+def test_failed_job_status_says_whose_fault(tiny_pipe, error, status, detail):
+    pmg = PMG(KeywordExtractor(ScriptedLLM(_answer)), tiny_pipe, _Broken(error))
+    with TestClient(create_app(pmg, ServiceConfig(timeout_s=60))) as c:
+        r = c.post("/v1/generate", json=body())
+        assert (r.status_code, r.json()["detail"]) == (status, detail)
+        assert "Traceback" not in r.text and "tensor shape bug" not in r.text
+
+
+def test_worker_keeps_only_the_latest_batch_sizes(tiny_pipe):
+    from pmg.service.worker import Job, Worker
+
+    worker = Worker(_pmg(tiny_pipe), keep_batches=3)
+    user = to_behaviours(GenerateIn(**body()))
+    for _ in range(5):
+        worker._generate([Job(user, GenerationConfig(seed=0, num_inference_steps=1))])
+    assert list(worker.batches) == [1, 1, 1]

@@ -30,7 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from pmg.api import PMG
 from pmg.errors import PMGError
 from pmg.service.schemas import ErrorOut, GenerateIn, GenerateOut, JobOut, KeywordsOut, UserIn, to_behaviours
-from pmg.service.worker import Job, QueueFull, Worker, with_keywords
+from pmg.service.worker import Job, QueueFull, Worker, status_for, with_keywords
 
 __all__ = ["ServiceConfig", "create_app"]
 
@@ -175,8 +175,8 @@ async def generate(request: Request, body: GenerateIn):
     if not await asyncio.to_thread(job.done.wait, st.cfg.timeout_s):
         job.status = "cancelled" if job.status == "queued" else job.status
         raise HTTPException(status_code=504, detail=f"the request took over {st.cfg.timeout_s:g} s")
-    if job.status != "done":
-        raise HTTPException(status_code=422, detail=job.error or "generation failed")
+    if job.status != "done":  # the request's fault (PMGError) is a 422; anything else is ours, a 500
+        raise HTTPException(status_code=job.error_status or 500, detail=job.error or "generation failed")
     return _result_out(job.result)
 
 
@@ -215,7 +215,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(PMGError)
     async def _pmg_error(request: Request, exc: PMGError):
-        return JSONResponse(status_code=422, content={"detail": str(exc)})
+        if status_for(exc) == 500:
+            log.error("server-side failure on %s: %s", request.url.path, exc)
+        return JSONResponse(status_code=status_for(exc), content={"detail": str(exc)})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -9,6 +9,7 @@ a job whose caller stopped waiting is cancelled before it starts.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import queue
@@ -22,9 +23,17 @@ from pmg.behaviours.schema import UserBehaviours
 from pmg.errors import PMGError
 from pmg.keywords.extract import KeywordResult
 
-__all__ = ["Job", "Worker", "QueueFull"]
+__all__ = ["Job", "Worker", "QueueFull", "status_for"]
 
 log = logging.getLogger("pmg.service")
+
+
+def status_for(error: PMGError) -> int:
+    """422 for what the request got wrong (its behaviours, its options); 500 for the server's own
+    failures (a model that would not load, an LLM backend that failed)."""
+    from pmg.errors import LLMError, ModelLoadError
+
+    return 500 if isinstance(error, (LLMError, ModelLoadError)) else 422
 
 
 class QueueFull(Exception):
@@ -41,11 +50,13 @@ class Job:
     progress: float = 0.0
     result: PMGResult | None = None
     error: str | None = None
+    error_status: int | None = None  # 422: the request cannot be served (PMGError); 500: an internal failure
     created: float = field(default_factory=time.time)
     done: threading.Event = field(default_factory=threading.Event)
 
-    def finish(self, status: str, result: PMGResult | None = None, error: str | None = None) -> None:
-        self.status, self.result, self.error = status, result, error
+    def finish(self, status: str, result: PMGResult | None = None, error: str | None = None,
+               error_status: int | None = None) -> None:
+        self.status, self.result, self.error, self.error_status = status, result, error, error_status
         if status == "done":
             self.progress = 1.0
         self.done.set()
@@ -55,12 +66,13 @@ class Worker:
     """One thread, one model set. ``submit`` returns at once; ``Job.done`` is set when it ends."""
 
     def __init__(self, pmg: PMG, *, max_batch: int = 4, queue_size: int = 16, batch_window_s: float = 0.05,
-                 keep_jobs: int = 256):
+                 keep_jobs: int = 256, keep_batches: int = 1024):
         self.pmg, self.max_batch, self.batch_window_s = pmg, max(1, max_batch), batch_window_s
         self.queue: queue.Queue[Job] = queue.Queue(maxsize=queue_size)
         self.jobs: dict[str, Job] = {}
         self.keep_jobs = keep_jobs
-        self.batches: list[int] = []  # sizes of the batches run (for tests and the benchmark)
+        # sizes of the latest batches run (for tests and the benchmark); bounded: a server runs for weeks
+        self.batches: collections.deque[int] = collections.deque(maxlen=keep_batches)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="pmg-worker", daemon=True)
         self._stop = threading.Event()
@@ -126,11 +138,11 @@ class Worker:
             try:
                 results = [self.pmg.generate(j.user, j.config, keywords=j.keywords, callback=progress)]
             except PMGError as e:
-                j.finish("failed", error=str(e))
+                j.finish("failed", error=str(e), error_status=status_for(e))
                 return
             except Exception as e:  # noqa: BLE001 - logged here, never sent to the client
                 log.exception("generation failed for job %s", j.id)
-                j.finish("failed", error=f"internal error ({type(e).__name__}); see the server log")
+                j.finish("failed", error=f"internal error ({type(e).__name__}); see the server log", error_status=500)
                 return
         for j, r in zip(batch, results):
             j.finish("done", result=r)
