@@ -38,7 +38,8 @@ def test_theme_names_and_naming():
     assert names_theme("musical instruments", theme_names("musical-instrument"))
     assert names_theme("sports", theme_names("person-sport"))
     assert not names_theme("twemoji style", theme_names("tool"))
-    assert not names_theme("toolbox", theme_names("tool"))  # whole words only
+    assert not names_theme("toolbox", theme_names("tool"))  # whole words and their endings only
+    assert names_theme("locked", ["lock"]) and names_theme("musical", ["music"]) and not names_theme("key", ["lock"])
 
 
 def test_themes_split_apart_and_deterministic():
@@ -125,6 +126,16 @@ def test_real_wordnet_themes_of_items_that_share_no_word():
     assert theme_keywords(["pizza", "banana", "shortcake"]) == {}
 
 
+def test_annotation_keywords_only_from_keyword_lists():
+    from pmg.keywords.categories import annotation_keywords
+
+    texts = ["aries, ram, zodiac", "leo, lion, zodiac", "pisces, fish, zodiac", "taurus, bull, ox"]
+    assert annotation_keywords(texts) == {"zodiac": 0.75}
+    # prose is no annotation: nothing from film credits
+    assert annotation_keywords(["Directed by Ridley Scott. Country: USA.", "Directed by Ang Lee. Country: USA."]) == {}
+    assert annotation_keywords(["aries, ram, zodiac"]) == {}  # one item supports nothing
+
+
 def test_held_out_themes_join_no_family_but_stay_targets():
     from training.pmg_mini.compose import EmojiIndex, sample_example
 
@@ -165,3 +176,17 @@ def test_condition_pool_encodes_once_and_cycles_in_a_seeded_order(tmp_path):
     assert pool.order(0, 0) == pool.order(0, 0) != pool.order(1, 0)
     again = ConditionPool.build(tmp_path / "pool", 5, sample, encode, progress=False)  # reused, not re-encoded
     assert len(calls) == 5 and np.array_equal(again.rows, pool.rows)
+
+
+def test_compact_checkpoint_round_trips_in_fp16(tmp_path):
+    from training.pmg_mini.compact import load_compact, save_compact
+
+    g = torch.Generator().manual_seed(0)
+    unet = {"w": torch.randn(3, 4, generator=g), "b": torch.randn(4, generator=g)}
+    ema = {k: v * 0.5 for k, v in unet.items()}
+    path = save_compact(unet, ema, 1234, tmp_path / "r.safetensors", {"lr": 3e-4})
+    u2, e2, step, cfg = load_compact(path)
+    assert step == 1234 and cfg == {"lr": 3e-4}
+    assert u2.keys() == unet.keys() and all(v.dtype == torch.float32 for v in u2.values())
+    assert torch.allclose(u2["w"], unet["w"], atol=1e-3) and torch.allclose(e2["b"], ema["b"], atol=1e-3)
+    assert not torch.equal(u2["w"], e2["w"])

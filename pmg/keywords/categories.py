@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pmg.keywords.parse import _singular
 
-__all__ = ["WordNetNouns", "category_keywords", "theme_keywords", "CATEGORY_WORDS"]
+__all__ = ["WordNetNouns", "category_keywords", "theme_keywords", "annotation_keywords", "CATEGORY_WORDS"]
 
 WORDNET_DIR = Path(os.environ.get("PMG_WORDNET_DIR", "/usr/share/wordnet"))
 
@@ -193,3 +193,17 @@ def theme_keywords(titles: list[str], min_share: float = 0.6, wordnet: WordNetNo
         found[name] = max(found.get(name, (0, 0)), (n, depth[o]))
     ranked = sorted(found.items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))
     return {name: n / len(titles) for name, (n, _) in ranked[:top_k]}
+
+
+def annotation_keywords(texts: list[str], min_share: float = 0.5, exclude: set[str] = frozenset()) -> dict[str, float]:
+    """Words most items' annotations share, when every item's text is a list of short keywords (an emoji's
+    CLDR keywords, "aries, ram, zodiac"), with that share; prose ("Directed by ...") says nothing here."""
+    from pmg.keywords.parse import frequent_words
+
+    def is_keyword_list(text: str) -> bool:
+        parts = [p.strip() for p in text.split(",")]
+        return len(parts) >= 2 and all(0 < len(p.split()) <= 3 for p in parts)
+
+    if len(texts) < 2 or not all(map(is_keyword_list, texts)):
+        return {}
+    return frequent_words(texts, min_share=min_share, exclude=exclude)

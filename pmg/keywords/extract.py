@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pmg.behaviours.schema import Scenario, UserBehaviours
 from pmg.behaviours.to_text import SUMMARY_INPUT_CHARS, ItemDescriber, clean_field, image_caption
 from pmg.io.cache import JsonCache, cache_key
-from pmg.keywords.categories import category_keywords, theme_keywords
+from pmg.keywords.categories import annotation_keywords, category_keywords, theme_keywords
 from pmg.keywords.ground import KeywordGrounder, content_words
 from pmg.keywords.moods import MOOD_WORDS, WORD_TO_MOOD, detect_mood, mood_of_keywords
 from pmg.keywords.parse import (attribute_keywords, drop_field_labels, frequent_phrases, frequent_words, normalize_keyword,
@@ -237,8 +237,11 @@ class KeywordExtractor:
         if self.grounder is not None:  # what most items' titles share (a word, a WordNet category or hypernym) is one more vote
             titles = [it.title for it in recent.history]  # titles: not "genres: ..." text
             captions = [c for c in map(image_caption, evidence[: len(recent.history)]) if c]
-            shared = {**frequent_words(titles, exclude=prompts.words()), **category_keywords(titles), **theme_keywords(titles),
-                      **frequent_phrases(captions)}  # what most item images show: an art style the captioner names
+            shared = {**frequent_words(titles, exclude=prompts.words()), **category_keywords(titles)}
+            if not shared:  # titles that share no word: what they are (WordNet), what their annotations share
+                shared = {**theme_keywords(titles),
+                          **annotation_keywords([it.text for it in recent.history], exclude=prompts.words())}
+            shared |= frequent_phrases(captions)  # what most item images show: an art style the captioner names
             from_attributes = {**shared, **from_attributes}
         if from_attributes:
             per_attr["__item_attributes__"] = list(from_attributes)

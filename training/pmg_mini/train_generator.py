@@ -92,6 +92,8 @@ class TrainConfig:
     exclude_themes: str = ""
     # > 0: conditions encoded once into a pool of this many batches (``training.pmg_mini.pool``), cycled
     pool_batches: int = 0
+    # a ``training.pmg_mini.compact`` file to start from when RUN has no ckpt.pt (a fresh optimiser)
+    resume_compact: str = ""
     # fashion: the 3:1 band keeps the target's garment type (``GarmentSource.keep_type``)
     keep_type: bool = False
     # fashion: keyword windows as the LLM writes them for shop items (``GarmentSource.rich_words``)
@@ -461,6 +463,16 @@ def train(cfg: TrainConfig) -> None:
     rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
     ckpt_path = run / "ckpt.pt"
     step = resume(ckpt_path, unet, ema, opt, rng, gen)
+    rewarm_from = 0
+    if step == 0 and cfg.resume_compact:
+        from training.pmg_mini.compact import load_compact
+
+        unet_sd, ema_sd, step, _ = load_compact(Path(cfg.resume_compact))
+        unet.load_state_dict(unet_sd)
+        ema.load_state_dict(ema_sd)
+        rng, gen = random.Random(cfg.seed + step), torch.Generator().manual_seed(cfg.seed + step)
+        rewarm_from = step  # Adam's moments start afresh: warm the learning rate up again
+        print(f"resumed the weights and EMA of {cfg.resume_compact} at step {step} (a fresh optimiser)")
     (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     n_params = sum(p.numel() for p in unet.parameters())
     print(f"{about}, U-Net {n_params / 1e6:.1f}M parameters, {torch.get_num_threads()} threads")
@@ -492,7 +504,7 @@ def train(cfg: TrainConfig) -> None:
             rows, images = batches(rng)
             cond, mask = encode_batch(tokenizer, encoder, rows)
         latents = codec.encode(images)
-        lr = learning_rate(cfg, step)
+        lr = learning_rate(cfg, step) * (min(1.0, (step - rewarm_from + 1) / cfg.warmup) if rewarm_from else 1.0)
         for g in opt.param_groups:
             g["lr"] = lr
         loss = denoising_loss(unet, scheduler, latents, cond, generator=gen, encoder_attention_mask=mask)

@@ -4,8 +4,9 @@ The emoticon benchmark (``emoticons.py``) draws its users from eight themes (cat
 food, sports, hearts, animals, plants). Here every theme is an emoji **subgroup** that none of those
 eight touches (Unicode's emoji-test subgroups, as ``emojibase-data`` names them: ``tool``,
 ``transport-ground``, ``sky-weather``, ``musical-instrument``, ``clothing``, ``place-building`` ...).
-A user has one art style, 3-8 favourites of one such subgroup (drawn with real usage frequencies), a
-line of conversation about one of them and a message with a mood. The ground truth is the emoji such
+A user has one art style, 3-8 distinct favourites of one such subgroup (drawn with real usage
+frequencies, some used again), each item with its CLDR annotation keywords as text, a line of
+conversation about one of them and a message with a mood. The ground truth is the emoji such
 a user would send, in their style:
 
 1. the theme's own version of the message's mood, where the theme has one (its label is the mood
@@ -48,6 +49,7 @@ TALK = ("look at this {x}!", "have you seen my {x}?", "I can't stop using the {x
 # subgroup words too vague to name a taste on their own
 VAGUE = {"other", "object", "objects", "symbol", "symbols", "person", "place", "ground", "face", "body",
          "part", "parts", "alphanum", "av", "event", "open", "closed", "partial", "single"}
+ENDINGS = ("s", "es", "al", "ed", "ing", "er", "ers")  # a theme name's forms that still name it
 MIN_POOL = 4  # distinct emoji of the subgroup in a style, for 3-8 favourites
 
 
@@ -100,12 +102,10 @@ def theme_names(subgroup: str) -> list[str]:
 
 
 def names_theme(keyword: str, names: list[str]) -> bool:
-    """Whether a keyword names the theme: one of its words is a theme name, singular or plural
-    ("musical instruments" names "musical-instrument", "sports" names "person-sport")."""
-    from pmg.keywords.parse import _singular
-
-    words = {w for k in re.findall(r"[a-z]+", keyword.lower()) for w in (k, _singular(k))}
-    return any(n in words or _singular(n) in words for n in names)
+    """Whether a keyword names the theme: one of its words is a theme name or the name with a short ending
+    ("sports" names "person-sport", "musical" names "music", "locked" names "lock"; "toolbox" is not "tool")."""
+    words = re.findall(r"[a-z]+", keyword.lower())
+    return any(w == n or (w.startswith(n) and w[len(n):] in ENDINGS) for w in words for n in names)
 
 
 def ground_truth_emoji(members: list[str], concepts: dict[str, dict], mood: str, message: str,
@@ -130,6 +130,19 @@ def ground_truth_emoji(members: list[str], concepts: dict[str, dict], mood: str,
         return min(scored)[2], "shares the message's words"
     fav = max(dict.fromkeys(history), key=lambda h: (history.count(h), usage.get(h, 1.0), h))
     return fav, "favourite"
+
+
+def _favourites(rng: random.Random, pool: list[str], usage: dict[str, float], lo: int, hi: int) -> list[str]:
+    """A history: 3-8 distinct favourites drawn by usage (without replacement), then 0-3 of them used again."""
+    left, fav = list(pool), []
+    for _ in range(rng.randint(lo, min(hi, len(pool)))):
+        pick = rng.choices(left, weights=[usage[p] for p in left])[0]
+        fav.append(pick)
+        left.remove(pick)
+    again = [rng.choices(fav, weights=[usage[p] for p in fav])[0] for _ in range(rng.randint(0, 3))]
+    history = fav + again
+    rng.shuffle(history)
+    return history
 
 
 def build_open_theme_benchmark(art: str | Path, out: str | Path, n_users: int = 300, seed: int = 0,
@@ -162,10 +175,9 @@ def build_open_theme_benchmark(art: str | Path, out: str | Path, n_users: int = 
         pool = pools[theme][style]
         mood = sorted(MOODS)[rng.randrange(len(MOODS))]
         message = rng.choice(MOODS[mood])
-        n = rng.randint(min_items, min(max_items, len(pool) + 2))
-        history = [rng.choices(pool, weights=[usage[p] for p in pool])[0] for _ in range(n)]
+        history = _favourites(rng, pool, usage, min_items, max_items)
         target, rule = ground_truth_emoji(pool, concepts, mood, message, history, usage)
-        items = [{"title": concepts[h]["label"], "text": ", ".join(concepts[h]["tags"][:4]),
+        items = [{"title": concepts[h]["label"], "text": ", ".join(concepts[h]["tags"]),
                   "image": f"../images/{h}_{style}.png", "attributes": {"style": style}} for h in history]
         talk = rng.choice(TALK).format(x=concepts[rng.choice(history)]["label"])
         user = {"user_id": uid, "scenario": "emoticon", "history": items, "conversations": [talk],

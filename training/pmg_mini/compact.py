@@ -1,0 +1,62 @@
+"""A training run's state, small enough to keep in the repository: fp16 weights and EMA, no optimiser.
+
+A generator run that outlasts one machine is carried over in one file at a fixed path
+(``RESUME_PATH``, <= 50 MB for the 11.6M-parameter U-Net); the next machine resumes it with a fresh
+optimiser, re-warmed over ``warmup`` steps. The file is removed when the model ships.
+
+    python -m training.pmg_mini.compact --ckpt RUN/ckpt.pt            # write RESUME_PATH
+    python -m training.pmg_mini.train_generator ... --resume-compact training/pmg_mini/resume/generator.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = ["RESUME_PATH", "save_compact", "load_compact"]
+
+RESUME_PATH = Path(__file__).parent / "resume" / "generator.safetensors"
+
+
+def save_compact(unet_state: dict, ema_state: dict, step: int, path: Path = RESUME_PATH, config: dict | None = None) -> Path:
+    """Write ``unet.*`` and ``ema.*`` tensors in fp16 with the step (and the run's config) as metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"unet.{k}": v.detach().to(torch.float16).contiguous() for k, v in unet_state.items()}
+    tensors |= {f"ema.{k}": v.detach().to(torch.float16).contiguous() for k, v in ema_state.items()}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"step": str(step), "config": json.dumps(config or {})})
+    tmp.replace(path)
+    return path
+
+
+def load_compact(path: Path) -> tuple[dict, dict, int, dict]:
+    """(U-Net state, EMA state, step, config) in fp32 from ``save_compact``'s file."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(path))
+    unet = {k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet.")}
+    ema = {k[4:]: v.float() for k, v in tensors.items() if k.startswith("ema.")}
+    return unet, ema, int(meta["step"]), json.loads(meta.get("config", "{}"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, required=True, help="a train_generator run's ckpt.pt")
+    ap.add_argument("--out", type=Path, default=RESUME_PATH)
+    a = ap.parse_args()
+    ck = torch.load(a.ckpt, weights_only=False, map_location="cpu")
+    config_file = a.ckpt.parent / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    out = save_compact(ck["unet"], ck["ema"], ck["step"], a.out, config)
+    print(f"step {ck['step']} -> {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
