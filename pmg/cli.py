@@ -295,6 +295,8 @@ def _add_serve(sub) -> None:
 
 # ------------------------------------------------------------------------------------ commands
 def cmd_generate(args) -> int:
+    import time
+
     from pmg.behaviours.schema import load_user
     from pmg.io.output import save_result
     from pmg.limits import check_writable_dir
@@ -309,10 +311,13 @@ def cmd_generate(args) -> int:
     console.log(f"loading models (LLM {spec.llm}, generator {spec.generator}, scorer {spec.scorer}) ...")
     pmg = spec()
     console.log("extracting keywords ...")
+    t0 = time.perf_counter()
     kw = pmg.keywords(user)
+    keyword_s = time.perf_counter() - t0
     console.log(f"  preference: {_words(kw.preference)}\n  target: {_words(kw.target)}")
     bar = console.bar(config.num_inference_steps or pmg.generator.default_steps, "denoising")
     result = pmg.generate(user, config, keywords=kw, callback=(lambda i, n: bar.update(1)) if bar is not None else None)
+    result.timings["keywords_s"] = keyword_s
     if bar is not None:
         bar.close()
     manifest = save_result(result, args.out)
