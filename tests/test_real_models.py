@@ -62,19 +62,34 @@ def test_readme_main_command_on_the_bundled_example(repo, tmp_path):
     assert Image.open(out / "best_large.png").size == (256, 256)
 
 
-def test_dequantized_gguf_cache_is_exact_and_fast(smollm2, tmp_path):
-    import time
+def test_one_pass_gguf_loader_equals_transformers(smollm2):
+    """pmg.llm.gguf_torch reads SmolLM2's GGUF once; transformers' own path (three reads) gives the
+    same config, the same weights bit for bit, the same tokenizer and the same greedy answer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pmg.llm import ChatRequest, load_llm
+    from pmg.llm import ChatRequest
+    from pmg.llm.gguf_torch import load_gguf_llama
+    from pmg.registry import resolve_llm
 
+    path = resolve_llm("smollm2")
+    ours, tok = load_gguf_llama(path)
+    ref = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    ref_tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    a, b = ours.config.to_dict(), ref.config.to_dict()
+    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "head_dim", "rms_norm_eps", "rope_parameters", "tie_word_embeddings",
+                "max_position_embeddings", "bos_token_id", "eos_token_id", "pad_token_id"):
+        assert a[key] == b[key], key
+    ref_sd = ref.state_dict()
+    assert set(ours.state_dict()) == set(ref_sd)
+    assert all(torch.equal(t, ref_sd[k]) for k, t in ours.state_dict().items())
+    text = 'The user\'s conversations are: "so happy". <|im_start|> t-shirt 90s'
+    assert tok(text)["input_ids"] == ref_tok(text)["input_ids"] and tok.chat_template == ref_tok.chat_template
     req = [ChatRequest("You are helpful.", "Name a colour.", "The colour is", 8)]
-    first = load_llm("smollm2", backend="transformers", cache_dir=tmp_path)  # dequantises and saves
-    assert list((tmp_path / "llm-dequantized").iterdir())
-    t0 = time.perf_counter()
-    second = load_llm("smollm2", backend="transformers", cache_dir=tmp_path)  # loads the saved weights
-    cached_load = time.perf_counter() - t0
-    assert first.generate(req) == second.generate(req) == smollm2.generate(req)
-    assert cached_load < 20
+    from pmg.llm.transformers_llm import TransformersLLM
+
+    assert TransformersLLM(model=ref, tokenizer=ref_tok).generate(req) == smollm2.generate(req)
 
 
 def _fixture_strip(fix, size: int):
