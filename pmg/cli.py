@@ -143,7 +143,11 @@ def _generation_config(args):
                    noises=args.noises, weighting=args.weighting)
     if hasattr(args, "no_keywords"):
         options.update(negative_prompt=args.negative_prompt, use_keywords=not args.no_keywords, use_soft=not args.no_soft)
-    return GenerationConfig.from_options(**options)
+    try:
+        return GenerationConfig.from_options(**options)
+    except PMGError as e:  # the library names the option ('steps must be ...'); here it is '--steps'
+        first = str(e).split(" ", 1)[0].rstrip(":")
+        raise type(e)(f"--{e}" if first in options else str(e)) from None
 
 
 def _check_common(args) -> None:

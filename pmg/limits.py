@@ -107,5 +107,5 @@ def check_writable_dir(path: str | Path, name: str) -> Path:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".pmg-probe-", dir=probe))
     except OSError as e:
-        raise ConfigError(f"{name} {path}: cannot write there ({probe}: {e.strerror or e})") from None
+        raise ConfigError(f"{name} {path}: cannot write there (making a folder in {probe} failed: {e.strerror or e})") from None
     return path

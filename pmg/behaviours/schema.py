@@ -156,12 +156,15 @@ def _loc(loc: tuple) -> str:
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"{source}: {err.error_count()} problem(s) in the behaviours file:"]
+    """One line for one problem ("user.json: target: ..."), else a line per problem."""
+    problems = []
     for e in err.errors():
         got = e.get("input")
         shown = "" if isinstance(got, (dict, list)) else f" (got {str(got)[:60]!r})"
-        lines.append(f"  - {_loc(e['loc'])}: {e['msg']}{shown}")
-    return "\n".join(lines)
+        problems.append(f"{_loc(e['loc'])}: {e['msg'].removeprefix('Value error, ')}{shown}")
+    if len(problems) == 1:
+        return f"{source}: {problems[0]}"
+    return "\n".join([f"{source}: {len(problems)} problems in the behaviours file:"] + [f"  - {p}" for p in problems])
 
 
 def parse_user(data: dict, base_dir: Path | None = None, source: str = "<input>") -> UserBehaviours:

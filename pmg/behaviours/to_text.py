@@ -19,10 +19,19 @@ SUMMARY_THRESHOLD = 300  # characters; longer item text is summarised first
 SUMMARY_INPUT_CHARS = 2_000  # what the small LLM is shown of a very long text
 
 
+# never data: chat-template and instruction markup (ChatML with its role, Llama 2, end-of-text) and
+# terminal control sequences (ANSI escapes, other control characters)
+_MARKUP = re.compile(
+    r"<\|[^|<>\n]{0,40}\|>(?:[ \t]*(?:system|user|assistant)\b)?|</?s>|\[/?INST\]|<</?SYS>>"
+    r"|\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|[\x00-\x08\x0b-\x1f\x7f]",
+    re.IGNORECASE)
+
+
 def clean_field(text: str) -> str:
-    """One line, no quotes that would close the prompt's own quoting, no tag that would close its
-    ``<behaviours>`` data block."""
+    """One line of words: no quotes that would close the prompt's own quoting, no tag that would close
+    its ``<behaviours>`` data block, no chat-template markup, no terminal control sequences."""
     text = re.sub(r"</?\s*behaviours\s*>", " ", text, flags=re.IGNORECASE)
+    text = _MARKUP.sub(" ", text)
     return re.sub(r"\s+", " ", text.replace('"', "'")).strip()
 
 
@@ -40,7 +49,6 @@ class ItemDescriber:
 
     def __init__(self, llm: LLM | None, prompts: PromptSet, captioner=None, cache: JsonCache | None = None):
         self.llm, self.prompts, self.captioner, self.cache = llm, prompts, captioner, cache
-        self.llm_calls = 0
 
     def _key(self, item: Item) -> str:
         img = item.image_bytes() or b""
@@ -69,7 +77,6 @@ class ItemDescriber:
                 )
                 for i in long
             ]
-            self.llm_calls += len(reqs)
             for i, s in zip(long, self.llm.generate(reqs)):
                 summaries[i] = f"{self.prompts.summary_prefix} {clean_field(s)}".strip()
         captions = {}
