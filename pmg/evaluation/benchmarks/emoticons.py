@@ -26,7 +26,7 @@ from PIL import Image
 
 from pmg.errors import InputError
 
-__all__ = ["build_emoticon_benchmark", "THEMES", "MOODS", "MOOD_TARGETS"]
+__all__ = ["build_emoticon_benchmark", "load_art", "save_images", "fresh_layout", "THEMES", "MOODS", "MOOD_TARGETS"]
 
 STYLES = ("noto", "twemoji", "openmoji")
 
@@ -84,14 +84,34 @@ def _usage_weight(emoji: str) -> float:
         return 1.0
 
 
-def build_emoticon_benchmark(art: str | Path, out: str | Path, n_users: int = 300, seed: int = 0,
-                             min_items: int = 4, max_items: int = 12) -> dict:
-    """Build the benchmark into ``out`` (replaced); returns its info dict."""
-    art, out = Path(art), Path(out)
+def load_art(art: str | Path) -> tuple[list[dict], np.ndarray]:
+    """The pmg-mini art folder's meta rows and images (memory-mapped), or an error saying how to build it."""
+    art = Path(art)
     if not (art / "meta.jsonl").is_file() or not (art / "images.npy").is_file():
         raise InputError(f"{art}: emoji art not found; build it with `python -m training.pmg_mini.build_data --out {art}`")
     meta = [json.loads(line) for line in open(art / "meta.jsonl", encoding="utf-8")]
-    images = np.load(art / "images.npy", mmap_mode="r")
+    return meta, np.load(art / "images.npy", mmap_mode="r")
+
+
+def fresh_layout(out: Path) -> None:
+    """An empty benchmark folder with its users/ and images/ (a previous build is replaced)."""
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "users").mkdir(parents=True)
+    (out / "images").mkdir()
+
+
+def save_images(folder: Path, images: np.ndarray, index: dict, used: set[tuple[str, str]]) -> None:
+    """Each used (hexcode, style) image as ``folder/<hexcode>_<style>.png``."""
+    for h, s in sorted(used):
+        Image.fromarray(np.asarray(images[index[(h, s)]])).save(folder / f"{h}_{s}.png", optimize=False)
+
+
+def build_emoticon_benchmark(art: str | Path, out: str | Path, n_users: int = 300, seed: int = 0,
+                             min_items: int = 4, max_items: int = 12) -> dict:
+    """Build the benchmark into ``out`` (replaced); returns its info dict."""
+    out = Path(out)
+    meta, images = load_art(art)
     index = {(m["hexcode"], m["style"]): i for i, m in enumerate(meta)}
     concepts = {}
     for m in meta:
@@ -100,10 +120,7 @@ def build_emoticon_benchmark(art: str | Path, out: str | Path, n_users: int = 30
              for t, pred in THEMES.items()}
     weights = {h: _usage_weight(m["emoji"]) for h, m in concepts.items()}
     rng = random.Random(seed)
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "users").mkdir(parents=True)
-    (out / "images").mkdir()
+    fresh_layout(out)
     used: set[tuple[str, str]] = set()
     truth, user_ids = {}, []
     themes = sorted(THEMES)
@@ -115,8 +132,7 @@ def build_emoticon_benchmark(art: str | Path, out: str | Path, n_users: int = 30
         used |= keys
         (out / "users" / f"{user['user_id']}.json").write_text(json.dumps(user, indent=1, ensure_ascii=False, sort_keys=True))
         user_ids.append(user["user_id"])
-    for h, s in sorted(used):
-        Image.fromarray(np.asarray(images[index[(h, s)]])).save(out / "images" / f"{h}_{s}.png", optimize=False)
+    save_images(out / "images", images, index, used)
     split = _split_users(user_ids, seed)
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True))
     (out / "split.json").write_text(json.dumps(split, indent=1))

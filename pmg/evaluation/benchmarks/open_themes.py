@@ -30,14 +30,9 @@ from __future__ import annotations
 import json
 import random
 import re
-import shutil
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from pmg.errors import InputError
-from pmg.evaluation.benchmarks.emoticons import MOOD_TARGETS, MOODS, STYLES, THEMES, _usage_weight
+from pmg.evaluation.benchmarks.emoticons import MOOD_TARGETS, MOODS, STYLES, THEMES, _usage_weight, fresh_layout, load_art, save_images
 from pmg.keywords.moods import MOOD_WORDS
 
 __all__ = ["build_open_theme_benchmark", "open_subgroups", "split_themes", "ground_truth_emoji", "theme_names",
@@ -148,11 +143,8 @@ def _favourites(rng: random.Random, pool: list[str], usage: dict[str, float], lo
 def build_open_theme_benchmark(art: str | Path, out: str | Path, n_users: int = 300, seed: int = 0,
                                min_items: int = 3, max_items: int = 8) -> dict:
     """Build the benchmark into ``out`` (replaced); returns its info dict."""
-    art, out = Path(art), Path(out)
-    if not (art / "meta.jsonl").is_file() or not (art / "images.npy").is_file():
-        raise InputError(f"{art}: emoji art not found; build it with `python -m training.pmg_mini.build_data --out {art}`")
-    meta = [json.loads(line) for line in open(art / "meta.jsonl", encoding="utf-8")]
-    images = np.load(art / "images.npy", mmap_mode="r")
+    out = Path(out)
+    meta, images = load_art(art)
     index = {(m["hexcode"], m["style"]): i for i, m in enumerate(meta) if m["style"] in STYLES}
     concepts = _concepts(meta)
     pools = open_subgroups(meta)
@@ -160,10 +152,7 @@ def build_open_theme_benchmark(art: str | Path, out: str | Path, n_users: int = 
     theme_split = {t: s for s, ts in themes.items() for t in ts}
     usage = {h: _usage_weight(m["emoji"]) for h, m in concepts.items()}
     rng = random.Random(seed)
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "users").mkdir(parents=True)
-    (out / "images").mkdir()
+    fresh_layout(out)
     used: set[tuple[str, str]] = set()
     truth: dict[str, dict] = {}
     split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
@@ -189,8 +178,7 @@ def build_open_theme_benchmark(art: str | Path, out: str | Path, n_users: int = 
         used |= {(h, style) for h in history} | {(target, style)}
         split[theme_split[theme]].append(uid)
         (out / "users" / f"{uid}.json").write_text(json.dumps(user, indent=1, ensure_ascii=False, sort_keys=True))
-    for h, s in sorted(used):
-        Image.fromarray(np.asarray(images[index[(h, s)]])).save(out / "images" / f"{h}_{s}.png", optimize=False)
+    save_images(out / "images", images, index, used)
     (out / "ground_truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True))
     (out / "split.json").write_text(json.dumps(split, indent=1))
     info = {"benchmark": "emoticons-open", "seed": seed, "users": len(truth), "images": len(used),
