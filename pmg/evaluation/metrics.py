@@ -3,8 +3,8 @@
 * LPIPS (``pmg.evaluation.lpips``), AlexNet or VGG: lower = more similar.
 * SSIM with torchmetrics: Gaussian window 11x11, sigma 1.5, data range 1.0 (images in [0, 1]);
   higher = more similar.
-* CLIP-T (image vs text) and CLIP-I (image vs image) with a ``Scorer``. The paper leaves out the CLIP
-  metric used for selection; when the evaluation scorer is the selection scorer, results say so.
+
+The paper leaves out the CLIP metric used for selection, and so do these tables.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["to_tensor", "ssim", "lpips", "clip_t", "clip_i", "SSIM_SETTINGS"]
+__all__ = ["to_tensor", "ssim", "lpips", "SSIM_SETTINGS"]
 
 SSIM_SETTINGS = {"gaussian_kernel": True, "sigma": 1.5, "kernel_size": 11, "data_range": 1.0}
 
@@ -37,15 +37,3 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def lpips(metric, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) in [0, 1] pairs -> (B,) LPIPS with a ``pmg.evaluation.lpips.LPIPS`` module."""
     return metric(x * 2 - 1, y * 2 - 1)
-
-
-@torch.no_grad()
-def clip_t(scorer, images: list[Image.Image], texts: list[str]) -> torch.Tensor:
-    """Cosine similarity of each image with its text, (B,)."""
-    return (scorer.embed_images(images) * scorer.embed_texts(texts)).sum(-1)
-
-
-@torch.no_grad()
-def clip_i(scorer, images: list[Image.Image], references: list[Image.Image]) -> torch.Tensor:
-    """Cosine similarity of each image with its reference image, (B,)."""
-    return (scorer.embed_images(images) * scorer.embed_images(references)).sum(-1)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pmg.errors import ModelLoadError
 
-__all__ = ["clip_bpe_path", "write_clip_tokenizer_files", "build_clip_tokenizer"]
+__all__ = ["clip_bpe_path", "write_clip_tokenizer_files"]
 
 
 def clip_bpe_path() -> Path:
@@ -49,9 +49,3 @@ def write_clip_tokenizer_files(folder: str | Path, bpe_path: Path | None = None)
     (folder / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2))
     (folder / "special_tokens_map.json").write_text(json.dumps({k: cfg[k] for k in ("bos_token", "eos_token", "unk_token", "pad_token")}))
     return folder
-
-
-def build_clip_tokenizer(folder: str | Path):
-    from transformers import CLIPTokenizer
-
-    return CLIPTokenizer.from_pretrained(write_clip_tokenizer_files(folder))

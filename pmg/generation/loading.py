@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from pmg.conditioning.weighting import DEFAULT_GRID, parse_grid
+from pmg.conditioning.weighting import DEFAULT_GRID
 from pmg.errors import ModelLoadError
 from pmg.generation.codec import PixelShuffleCodec, VAECodec
 from pmg.generation.pipeline import PMGPipeline
@@ -72,19 +72,12 @@ def load_generator(spec: str | Path, *, scheduler: str | None = None, dtype: tor
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(f"could not load the generator from {folder}: {e}") from None
     name = index.get("name") or folder.name
-    steps = index.get("default_steps", 20)  # the model's own recommendation (pmg-mini: measured, see its card)
-    if not isinstance(steps, int) or steps < 1:
-        raise ModelLoadError(f"{index_path}: default_steps must be a positive integer, got {steps!r}")
-    alpha = index.get("default_alpha", 0.5)  # the paper's a; pmg-mini's is chosen on the val split (its card)
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-        raise ModelLoadError(f"{index_path}: default_alpha must be a number from 0 to 1, got {alpha!r}")
-    try:  # the paper's 0:4 ... 4:0 unless the model says (pmg-mini: a grid that spans its training bands, see its card)
-        grid = parse_grid(index["default_grid"]) if "default_grid" in index else DEFAULT_GRID
-    except (ValueError, TypeError, AttributeError) as e:
-        raise ModelLoadError(f"{index_path}: default_grid must be ratios like '0:4,2:2,4:0', got {index['default_grid']!r} ({e})") from None
-    noises = index.get("default_noises", 1)  # one image per weighting (the paper) unless the model says (pmg-mini-fashion: 3)
-    if isinstance(noises, bool) or not isinstance(noises, int) or noises < 1:
-        raise ModelLoadError(f"{index_path}: default_noises must be an integer >= 1, got {noises!r}")
-    return PMGPipeline(unet, sched, codec, tokenizer, text_encoder, name=name, default_steps=steps, default_alpha=float(alpha),
-                       default_grid=grid, default_noises=noises,
-                       revision=index.get("revision") or (f"step-{index['train_step']}" if "train_step" in index else None)).to(device)
+    # the model's own defaults (pmg-mini's measured, see its card), else the paper's: checked by PMGPipeline
+    try:
+        pipe = PMGPipeline(unet, sched, codec, tokenizer, text_encoder, name=name, default_steps=index.get("default_steps", 20),
+                           default_alpha=index.get("default_alpha", 0.5), default_grid=index.get("default_grid", DEFAULT_GRID),
+                           default_noises=index.get("default_noises", 1),
+                           revision=index.get("revision") or (f"step-{index['train_step']}" if "train_step" in index else None))
+    except ValueError as e:
+        raise ModelLoadError(f"{index_path}: {e}") from None
+    return pipe.to(device)

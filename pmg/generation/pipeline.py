@@ -1,8 +1,8 @@
 """PMGPipeline: keywords (and soft embeddings) -> a grid of weighted candidates, in one batched pass.
 
 Written in diffusers' style: components go into ``__init__``, ``__call__`` is numbered steps, the
-result is an output dataclass. Every candidate starts from the same seeded initial latents, so the
-candidates differ only by their condition weights.
+result is an output dataclass. The candidates of one initial noise start from the same seeded latents,
+so they differ only by their condition weights.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from PIL import Image
 
 from pmg.conditioning.encode import encode_prompts, model_max_length
 from pmg.conditioning.weighting import (DEFAULT_GRID, WEIGHTINGS, context_mask, guidance_rows, normalize_weights, pad_uncond,
-                                       weighted_context)
+                                       parse_grid, weighted_context)
 
 __all__ = ["PMGPipeline", "PMGGenerationOutput", "GridRequest", "to_pil"]
 
 
 @dataclass
 class PMGGenerationOutput:
-    images: list[Image.Image]  # K candidates, one per weight pair
-    weights: list[tuple[float, float]]  # the (w_p, w_t) ratios, as given
-    latents: torch.Tensor  # (1, C, h, w) initial latents shared by all candidates
+    images: list[Image.Image]  # K x N candidates: one per weight pair and initial noise, noise-major
+    weights: list[tuple[float, float]]  # each candidate's (w_p, w_t) ratio, as given
+    latents: torch.Tensor  # (1, C, h, w) initial latents shared by all candidates, or (K x N, C, h, w) one each
     context_tokens: int  # length of the conditioning sequence
 
 
@@ -34,6 +34,24 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     """(B, 3, H, W) in [-1, 1] -> PIL images."""
     arr = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     return [Image.fromarray(np.ascontiguousarray(a)) for a in arr]
+
+
+def check_defaults(steps, alpha, grid, noises) -> tuple[int, float, tuple[tuple[float, float], ...], int]:
+    """A generator's own defaults, checked: steps (an integer >= 1), the selection's a (0 to 1), the weight
+    grid (pairs, or ratios like '0:4,2:2,4:0') and the initial noises per weighting (an integer >= 1)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"default_steps must be a positive integer, got {steps!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
+        raise ValueError(f"default_alpha must be a number from 0 to 1, got {alpha!r}")
+    try:
+        pairs = tuple((float(wp), float(wt)) for wp, wt in (parse_grid(grid) if isinstance(grid, str) else grid))
+        for wp, wt in pairs:
+            normalize_weights(wp, wt)
+    except (ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"default_grid must be ratios like '0:4,2:2,4:0', got {grid!r} ({e})") from None
+    if isinstance(noises, bool) or not isinstance(noises, int) or noises < 1:
+        raise ValueError(f"default_noises must be an integer >= 1, got {noises!r}")
+    return steps, float(alpha), pairs, noises
 
 
 class PMGPipeline:
@@ -48,23 +66,14 @@ class PMGPipeline:
 
     def __init__(self, unet, scheduler, codec, tokenizer, text_encoder, name: str = "generator",
                  max_chunks: int = 4, default_steps: int = 20, revision: str | None = None, default_alpha: float = 0.5,
-                 default_grid: tuple[tuple[float, float], ...] = DEFAULT_GRID, default_noises: int = 1):
+                 default_grid: tuple[tuple[float, float], ...] | str = DEFAULT_GRID, default_noises: int = 1):
         self.unet, self.scheduler, self.codec = unet.eval(), scheduler, codec
         self.tokenizer, self.text_encoder = tokenizer, text_encoder.eval()
         self.name, self.max_chunks = name, max_chunks
-        if int(default_steps) < 1:
-            raise ValueError(f"default_steps must be >= 1, got {default_steps}")
         self.revision = revision  # e.g. "step-5000": soft-embedding adapters record what they were fitted to
-        self.default_steps = int(default_steps)  # used when a call passes num_inference_steps=None
-        if not 0.0 <= float(default_alpha) <= 1.0:
-            raise ValueError(f"default_alpha must be in [0, 1], got {default_alpha}")
-        self.default_alpha = float(default_alpha)  # the selection's a when a config gives none
-        for w_p, w_t in default_grid:
-            normalize_weights(w_p, w_t)  # raises on a bad pair
-        self.default_grid = tuple((float(wp), float(wt)) for wp, wt in default_grid)  # the weight grid when a config gives none
-        if isinstance(default_noises, bool) or not isinstance(default_noises, int) or default_noises < 1:
-            raise ValueError(f"default_noises must be an integer >= 1, got {default_noises!r}")
-        self.default_noises = default_noises  # initial noises per weighting when a config gives none
+        # the defaults a call or a config leaves open, checked here only (a model folder's model_index.json sets them)
+        self.default_steps, self.default_alpha, self.default_grid, self.default_noises = check_defaults(
+            default_steps, default_alpha, default_grid, default_noises)
 
     @property
     def device(self) -> torch.device:
@@ -89,19 +98,6 @@ class PMGPipeline:
             self.codec.vae.to(device)
         return self
 
-    # 2. --------------------------------------------------------------------------------- encode
-    def encode_keywords(self, keywords: list[str] | str | None) -> torch.Tensor | None:
-        """Keywords -> (1, n_windows * window, D) token states, or None for no keywords."""
-        if keywords is None or (not isinstance(keywords, str) and len(keywords) == 0):
-            return None
-        text = keywords if isinstance(keywords, str) else ", ".join(keywords)
-        states = encode_prompts(self.tokenizer, self.text_encoder, [text], max_chunks=self.max_chunks)
-        return states.to(self.dtype)
-
-    def encode_empty(self, negative_prompt: str = "") -> torch.Tensor:
-        states = encode_prompts(self.tokenizer, self.text_encoder, [negative_prompt], max_chunks=self.max_chunks)
-        return states.to(self.dtype)
-
     # 1. --------------------------------------------------------------------------------- checks
     def check_inputs(self, target_embeds, preference_embeds, soft_embeds, weights, guidance_scale, steps):
         if target_embeds is None:
@@ -118,6 +114,19 @@ class PMGPipeline:
             raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
         if guidance_scale < 0:
             raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
+
+    # 2. --------------------------------------------------------------------------------- encode
+    def encode_keywords(self, keywords: list[str] | str | None) -> torch.Tensor | None:
+        """Keywords -> (1, n_windows * window, D) token states, or None for no keywords."""
+        if keywords is None or (not isinstance(keywords, str) and len(keywords) == 0):
+            return None
+        text = keywords if isinstance(keywords, str) else ", ".join(keywords)
+        states = encode_prompts(self.tokenizer, self.text_encoder, [text], max_chunks=self.max_chunks)
+        return states.to(self.dtype)
+
+    def encode_empty(self, negative_prompt: str = "") -> torch.Tensor:
+        states = encode_prompts(self.tokenizer, self.text_encoder, [negative_prompt], max_chunks=self.max_chunks)
+        return states.to(self.dtype)
 
     # 4. --------------------------------------------------------------------------------- latents
     def prepare_latents(self, generator: torch.Generator | None, latents: torch.Tensor | None = None):
@@ -155,7 +164,7 @@ class PMGPipeline:
         return self.denoise_grids([grid], num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                   output_type=output_type, callback=callback)[0]
 
-    # 2.-4. ------------------------------------------------------------------------ one user's grid
+    # 2.-4. -------------------------------------- one user's grid: encode, 3. weight (pmg.conditioning), latents
     def prepare_grid(self, target_keywords=None, preference_keywords=None, *, weights=DEFAULT_GRID, soft_embeds=None,
                      target_embeds=None, preference_embeds=None, negative_prompt: str = "", generator=None,
                      latents=None, weighting: str = "embedding", noises: int = 1) -> "GridRequest":
@@ -189,7 +198,7 @@ class PMGPipeline:
                            torch.tensor(cand), torch.tensor(coef))
         return grid.with_noises([grid.latents] + [self.prepare_latents(generator) for _ in range(noises - 1)])
 
-    # 5.-6. ------------------------------------------------------------------------ many grids at once
+    # 5.-6. ------------------------------------------------------ many grids at once: denoise, decode
     @torch.no_grad()
     def denoise_grids(self, grids: list["GridRequest"], *, num_inference_steps: int | None = None,
                       guidance_scale: float = 4.0, output_type: str = "pil",

@@ -1,7 +1,10 @@
 """What the rest of PMG may rely on in a generator (``PMG``, soft-embedding training, evaluation).
 
 ``PMGPipeline`` implements it for pmg-mini and Stable Diffusion 1.x; another generator (another
-diffusers pipeline, a remote one) joins by providing these members.
+diffusers pipeline, a remote one) joins by providing these members. Generation (``PMG``) uses the
+defaults, ``prepare_grid`` and ``denoise_grids``; soft-embedding training (``pmg.soft.train``) also
+reaches into the text side (``tokenizer``, ``text_encoder``, ``window``) and the denoiser (``unet``,
+``scheduler``, ``codec``, ``device``, ``dtype``) to compute the denoising loss.
 """
 
 from __future__ import annotations
@@ -23,7 +26,21 @@ class Generator(Protocol):
     default_noises: int  # initial noises per weighting when a config gives none (1: the paper's one image per weighting)
     unet: torch.nn.Module  # the denoiser, for the denoising loss of soft-embedding training
     scheduler: object  # a diffusers scheduler (its config decides the loss's parametrisation)
-    codec: object  # images <-> the space the U-Net denoises (``encode``, ``decode``, ``image_size``)
+    codec: object  # images <-> the space the U-Net denoises (``encode``, ``decode``, ``image_size``, ``latent_size``,
+    #                ``latent_channels``)
+    tokenizer: object  # the text side soft training encodes keyword prompts with (frozen)
+    text_encoder: torch.nn.Module
+
+    @property
+    def window(self) -> int:
+        """Tokens per text-encoder window (longer keyword lists take several windows)."""
+        ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
 
     @property
     def embed_dim(self) -> int:
@@ -36,8 +53,9 @@ class Generator(Protocol):
 
     def prepare_grid(self, target_keywords=None, preference_keywords=None, *, weights=..., soft_embeds=None,
                      target_embeds=None, preference_embeds=None, negative_prompt: str = "", generator=None, latents=None,
-                     noises: int = 1):
-        """One user's weighted conditions and initial latents (``noises``: that many per weighting)."""
+                     weighting: str = "embedding", noises: int = 1):
+        """One user's weighted conditions and initial latents (``noises``: that many per weighting;
+        ``weighting``: 'embedding', the paper's, or 'guidance', see ``pmg.conditioning.weighting``)."""
         ...
 
     def denoise_grids(self, grids: list, *, num_inference_steps: int | None = None, guidance_scale: float = 4.0,

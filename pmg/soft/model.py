@@ -155,7 +155,7 @@ class SoftPreferenceModel(nn.Module):
                           stacklevel=2)
         if embed_dim is not None and embed_dim != config.embed_dim:
             raise ModelLoadError(f"adapter {folder} maps to {config.embed_dim}-d embeddings; the generator uses {embed_dim}")
-        model = cls(llm, tokenizer, dataclasses.replace(config, init_scale=config.init_scale))
+        model = cls(llm, tokenizer, config)
         state = load_file(folder / SOFT_WEIGHTS_NAME)
         if state["mm_tokens"].shape[1] != model.mm_tokens.shape[1]:
             raise ModelLoadError(f"adapter {folder} was trained on an LLM of width {state['mm_tokens'].shape[1]}, "

@@ -39,24 +39,15 @@ def load_meta(data: Path) -> list[dict]:
 
 @torch.no_grad()
 def generate(pipe, captions: list[str], seed: int, steps: int, guidance: float, batch: int = 16) -> list[Image.Image]:
-    """One image per caption (target-only conditioning), batched across captions."""
-    from pmg.conditioning.weighting import pad_uncond
-    from pmg.generation.pipeline import to_pil
-
+    """One image per caption (target-only conditioning), batched across captions: each caption is one
+    grid of the library's sampler (``denoise_grids``)."""
     out = []
-    empty = pipe.encode_empty()
     for i in range(0, len(captions), batch):
         caps = captions[i : i + batch]
-        cond = torch.cat([pipe.encode_keywords(c) for c in caps])
-        uncond = pad_uncond(empty, cond.shape[1]).expand(len(caps), -1, -1)
         g = torch.Generator().manual_seed(seed + i)
         lat = torch.randn((len(caps), pipe.codec.latent_channels, pipe.codec.latent_size, pipe.codec.latent_size), generator=g)
-        pipe.scheduler.set_timesteps(steps)
-        for t in pipe.scheduler.timesteps:
-            pred = pipe.unet(torch.cat([lat, lat]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample
-            pu, pc = pred.chunk(2)
-            lat = pipe.scheduler.step(pu + guidance * (pc - pu), t, lat).prev_sample
-        out += to_pil(pipe.codec.decode(lat))
+        grids = [pipe.prepare_grid(c, None, weights=[(0.0, 1.0)], latents=lat[k : k + 1]) for k, c in enumerate(caps)]
+        out += [o.images[0] for o in pipe.denoise_grids(grids, num_inference_steps=steps, guidance_scale=guidance)]
     return out
 
 
