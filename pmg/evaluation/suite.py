@@ -161,8 +161,6 @@ def _table3(opts: EvalOptions, pmg: PMG, progress: bool) -> str:
 
 
 def _table4(opts: EvalOptions, log: Callable[[str], None], progress: bool) -> str:
-    import inspect
-
     from pmg.batch import BatchConfig
     from pmg.evaluation.recommend import run_table4
     from pmg.scoring.scorers import load_scorer
@@ -171,13 +169,11 @@ def _table4(opts: EvalOptions, log: Callable[[str], None], progress: bool) -> st
     out = opts.results
     log(f"Table 4 ({opts.protocol}): each user's preference image (pmg batch into {out}/generated, resumable), "
         "then the recommender ...")
-    kwargs = {"protocol": opts.protocol, "limit": opts.limit}
-    accepted = inspect.signature(run_table4).parameters
-    kwargs = {k: v for k, v in kwargs.items() if k in accepted and not (k == "protocol" and v == "warm")}
     threads = spec.threads or 1
     table = run_table4(opts.bench, out, spec, load_scorer(spec.scorer), seed=opts.config.seed,
                        steps=opts.config.num_inference_steps, seeds=opts.seeds, progress=progress,
-                       batch=BatchConfig(users_per_call=8, threads_per_worker=threads), **kwargs)
+                       batch=BatchConfig(users_per_call=8, threads_per_worker=threads), protocol=opts.protocol,
+                       limit=opts.limit)
     return table + f"\nwrote {out}/table4-{opts.protocol}.md, .csv, and table4.md, .csv (every protocol run)"
 
 
