@@ -95,9 +95,10 @@ def _checked_grid(weights) -> tuple[tuple[float, float], ...]:
 
 def check_noises(noises, n_weights: int) -> None:
     """An integer >= 1 whose grid (weightings x noises) stays within ``MAX_GRID`` candidates."""
-    from pmg.limits import MAX_GRID, check_integer
+    from pmg.limits import MAX_GRID
 
-    check_integer(noises, "noises", 1, MAX_GRID)
+    if isinstance(noises, bool) or not isinstance(noises, int) or noises < 1:
+        raise ConfigError(f"noises must be an integer >= 1, got {noises!r}")
     if noises * n_weights > MAX_GRID:
         raise ConfigError(f"noises {noises} x {n_weights} weightings = {noises * n_weights} candidates, at most {MAX_GRID}")
 
