@@ -98,7 +98,7 @@ def _common_args(p: argparse.ArgumentParser) -> None:
 
 def _llm_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm", default="smollm2", help="'smollm2' (offline default), a model folder, a .gguf file, or an http(s) OpenAI-compatible URL")
-    p.add_argument("--llm-backend", default="auto", choices=LLM_BACKENDS)
+    p.add_argument("--llm-backend", default="auto", choices=LLM_BACKENDS, help="how the LLM runs; 'auto' picks by --llm")
     p.add_argument("--llm-model-name", default="default", help="model name sent to an OpenAI-compatible server")
 
 
@@ -121,7 +121,7 @@ def _generation_args(p: argparse.ArgumentParser, *, ablations: bool = True) -> N
     """The generation options (``GenerationConfig``), declared once; None defaults are the generator's own."""
     from pmg.conditioning.weighting import WEIGHTINGS
 
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own, 10 for pmg-mini)")
     p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     p.add_argument("--alpha", type=float, default=None, help="z = a log d_p + (1-a) log d_t (default: the generator's own; the paper's 0.5)")
@@ -130,7 +130,7 @@ def _generation_args(p: argparse.ArgumentParser, *, ablations: bool = True) -> N
     p.add_argument("--weighting", choices=WEIGHTINGS, default="embedding",
                    help="how w_p:w_t act: 'embedding' weighs the encoded conditions (the paper), 'guidance' mixes per-condition guidance directions")
     if ablations:
-        p.add_argument("--negative-prompt", default="")
+        p.add_argument("--negative-prompt", default="", help="text the image should not show (default: none)")
         p.add_argument("--no-keywords", action="store_true", help="ablation: do not condition on preference keywords")
         p.add_argument("--no-soft", action="store_true", help="ablation: no soft preference embeddings")
 
@@ -194,9 +194,20 @@ def _model_spec(args, *, scenarios: set[str], threads: int | None = None):
 
 
 # ------------------------------------------------------------------------------------ parser
+class _Help(argparse.HelpFormatter):
+    """Every option's help ends with its real default, unless it says the default itself."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, argparse.SUPPRESS, "") and not isinstance(action.default, bool)
+        if shown and action.option_strings and "default" not in text:
+            text += f" (default: {action.default})"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pmg", description="Personalised multimodal generation (PMG, WWW'24), offline.")
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=lambda **kw: argparse.ArgumentParser(formatter_class=_Help, **kw))
     for add in (_add_generate, _add_batch, _add_keywords, _add_train_soft, _add_eval, _add_serve):
         add(sub)
     return ap
@@ -223,7 +234,7 @@ def _add_batch(sub) -> None:
     b.add_argument("--threads-per-worker", type=int, default=None, help="torch / llama.cpp threads per worker (default: --threads / --workers)")
     b.add_argument("--users-per-call", type=int, default=4, help="users generated together (batched keywords, one U-Net pass)")
     b.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start a local Ray for the run)")
-    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _add_keywords(sub) -> None:
@@ -242,16 +253,16 @@ def _add_train_soft(sub) -> None:
     t.add_argument("--generator", default="auto", help="'auto' (the built-in one for the users' scenario), 'pmg-mini', 'pmg-mini-fashion' or a folder")
     t.add_argument("--soft-llm", default=None, help="the bias-correction LLM (default: --llm); needs weights, not a URL")
     t.add_argument("--steps", type=int, default=300, help="training steps")
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--batch-size", type=int, default=8, help="users per training step")
+    t.add_argument("--lr", type=float, default=1e-3, help="learning rate (AdamW)")
     t.add_argument("--num-virtual-tokens", type=int, default=4, help="S, prefix length")
     t.add_argument("--num-mm-tokens", type=int, default=4, help="L, multimodal tokens")
     t.add_argument("--no-prefix", action="store_true", help="ablation: no P-Tuning v2 prefixes")
     t.add_argument("--target-ratio", type=float, default=1.0,
                    help="r = w_p/(w_p+w_t) of the training condition: 1 = the paper's (preference only); < 1 adds "
                         "the last item's target keywords at that weighting, so E_m need not carry what they say")
-    t.add_argument("--val-fraction", type=float, default=0.1)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--val-fraction", type=float, default=0.1, help="share of the users held out for the validation loss")
+    t.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the noise")
     t.add_argument("--split", default=None, help="with a benchmark's users/ folder: only this split (from ../split.json)")
     t.add_argument("--limit", type=int, default=None, help="only the first N users")
     _common_args(t)
@@ -262,8 +273,8 @@ def _add_eval(sub) -> None:
     from pmg.scenarios import BENCHMARKS
 
     e = sub.add_parser("eval", help="run a benchmark split and write the paper's tables")
-    e.add_argument("--benchmark", default="emoticons", choices=list(BENCHMARKS))
-    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--benchmark", default="emoticons", choices=list(BENCHMARKS), help="built on first use (see pmg.scenarios)")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"], help="the benchmark's split to run")
     e.add_argument("--limit", type=int, default=None, help="only the first N users of the split")
     e.add_argument("--table", type=int, default=2, choices=[2, 3, 4],
                    help="2: ablations (default); 3: soft adapters (with --adapters); 4: generated user images in a recommender")
@@ -289,7 +300,7 @@ def _add_eval(sub) -> None:
 def _add_serve(sub) -> None:
     s = sub.add_parser("serve", help="serve the HTTP API and the web page (FastAPI + uvicorn)")
     s.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=int, default=8000, help="TCP port")
     _model_args(s)
     s.add_argument("--max-batch", type=int, default=4, help="users generated together in one U-Net pass")
     s.add_argument("--queue-size", type=int, default=16, help="waiting requests before 429")
