@@ -136,7 +136,7 @@ def junk_keywords(users, res) -> tuple[int, list[str]]:
     prompt_words = load_prompt_set(users[0].scenario.value).words()
     n_kw, bad = 0, []
     for u, r in zip(users, res):
-        text = user_text(u)
+        text = user_text(u) + " " + " ".join(r.behaviour_text)  # the image captions are behaviours too
         for k in r.preference + r.target:
             n_kw += 1
             if junk(k, text, prompt_words):

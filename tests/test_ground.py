@@ -178,3 +178,32 @@ def test_style_reaches_the_keywords_from_image_captions_alone(tmp_path):
     assert not {"cute", "cartoon"} & set(res.preference)
     assert [image_caption(t) for t in res.behaviour_text] == [f"tag{i}, tasty, noto style" for i in range(4)]
     assert image_caption("pizza | tasty") is None
+
+
+def test_item_text_labels_and_repeats_do_not_make_keywords(tmp_path):
+    """"image" (the label of every caption) is no keyword; favourites used again do not hide that the
+    distinct items share only their annotation ("zodiac")."""
+    from PIL import Image
+
+    class Captioner:
+        name = "c"
+
+        def caption(self, images):
+            return ["stars, night" for _ in images]
+
+    history = []
+    for i, (title, text) in enumerate([("Taurus", "bull, ox, zodiac"), ("Taurus", "bull, ox, zodiac"),
+                                       ("Taurus", "bull, ox, zodiac"), ("Libra", "balance, scales, zodiac"),
+                                       ("Pisces", "fish, zodiac")]):
+        Image.new("RGB", (8, 8), (200, 10 * i, 0)).save(tmp_path / f"{i}.png")
+        history.append({"title": title, "text": text, "image": str(tmp_path / f"{i}.png")})
+    user = parse_user({"user_id": "u", "scenario": "emoticon", "history": history, "target": {"message": "so happy"}})
+    llm = ScriptedLLM(lambda t: "happy" if "just wrote" in t else "image; 2. taurus")
+    res = KeywordExtractor(llm, captioner=Captioner(), grounder=KeywordGrounder(_toy_embed))(user)
+    assert "image" not in res.preference
+    assert "zodiac" in res.preference and "taurus" in res.preference
+    # one annotation word planted in one item is not shared: never a keyword
+    planted = dict(history[3], text="balance, scales, zodiac, pirate")
+    user2 = parse_user({"user_id": "u", "scenario": "emoticon", "history": history[:3] + [planted] + history[4:],
+                        "target": {"message": "so happy"}})
+    assert "pirate" not in KeywordExtractor(llm, captioner=Captioner(), grounder=KeywordGrounder(_toy_embed))(user2).preference

@@ -36,6 +36,13 @@ def clean_field(text: str) -> str:
 
 
 _SEP, _IMAGE = " | ", "image:"  # an item as text: "title | text | key: value | image: caption"
+ITEM_TEXT_LABELS = frozenset({"image"})  # the labels that text adds to every item: no keyword of a user
+
+
+def without_labels(described: str) -> str:
+    """An ``ItemDescriber`` text without the labels it adds ("image:"): evidence of what the user did,
+    in which the label itself supports no keyword."""
+    return described.replace(_SEP + _IMAGE, _SEP)
 
 
 def image_caption(described: str) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from pmg.behaviours.schema import Scenario, UserBehaviours
-from pmg.behaviours.to_text import SUMMARY_INPUT_CHARS, ItemDescriber, clean_field, image_caption
+from pmg.behaviours.to_text import ITEM_TEXT_LABELS, SUMMARY_INPUT_CHARS, ItemDescriber, clean_field, image_caption, without_labels
 from pmg.io.cache import JsonCache, cache_key
 from pmg.keywords.categories import annotation_keywords, category_keywords, theme_keywords
 from pmg.keywords.ground import KeywordGrounder, content_words
@@ -235,12 +235,15 @@ class KeywordExtractor:
         """Merge the per-attribute answers, keep what the behaviours support, rank, top k."""
         from_attributes = attribute_keywords([it.attributes for it in recent.history])
         if self.grounder is not None:  # what most items' titles share (a word, a WordNet category or hypernym) is one more vote
-            titles = [it.title for it in recent.history]  # titles: not "genres: ..." text
+            titles = [clean_field(it.title) for it in recent.history]  # titles: not "genres: ..." text
             captions = [c for c in map(image_caption, evidence[: len(recent.history)]) if c]
-            shared = {**frequent_words(titles, exclude=prompts.words()), **category_keywords(titles)}
-            if not shared:  # titles that share no word: what they are (WordNet), what their annotations share
-                shared = {**theme_keywords(titles),
-                          **annotation_keywords([it.text for it in recent.history], exclude=prompts.words())}
+            evidence = [without_labels(e) for e in evidence]
+            shared = {**frequent_words(titles, exclude=_echo_words(prompts)), **category_keywords(titles)}
+            # distinct items that share no word: what they are (WordNet), what their annotations share
+            distinct = list(dict.fromkeys((t, clean_field(it.text)) for t, it in zip(titles, recent.history)))
+            if not frequent_words([t for t, _ in distinct]) and not category_keywords([t for t, _ in distinct]):
+                shared |= {**theme_keywords([t for t, _ in distinct]),
+                           **annotation_keywords([x for _, x in distinct], exclude=_echo_words(prompts))}
             shared |= frequent_phrases(captions)  # what most item images show: an art style the captioner names
             from_attributes = {**shared, **from_attributes}
         if from_attributes:
@@ -254,7 +257,7 @@ class KeywordExtractor:
             # or in one item and the conversation, cannot steer the image on its own)
             items = evidence[: len(recent.history)]
             support_in, need = (items, 2) if len(items) >= 3 else (evidence, 1)
-            grounded = set(self.grounder.keep(preference, support_in, min_support=need, exclude=prompts.words()))
+            grounded = set(self.grounder.keep(preference, support_in, min_support=need, exclude=_echo_words(prompts)))
             preference = [self.grounder.surface(k, evidence) for k in preference if k in grounded or k in from_attributes]
             preference = list(dict.fromkeys(preference))
         return drop_field_labels(preference, [it.attributes for it in recent.history])[: self.top_k]
@@ -278,7 +281,7 @@ class KeywordExtractor:
         with that mood's words (a small LLM often answers "today, day, so")."""
         if self.grounder is None:
             return target
-        kept = self.grounder.keep(target, evidence, exclude=prompts.words(), threshold=self.grounder.target_threshold)
+        kept = self.grounder.keep(target, evidence, exclude=_echo_words(prompts), threshold=self.grounder.target_threshold)
         if not (user.scenario == Scenario.emoticon and user.target.message and self.grounder.embed is not None):
             return kept
         # the mood the message's own words or the LLM's grounded keywords name, else the nearest prototype
@@ -305,6 +308,12 @@ class KeywordExtractor:
         for v in it.attributes.values():
             words += [w.strip().lower() for w in re.split(r"[|,;/]", v) if w.strip()]
         return list(dict.fromkeys(words))[: self.n_target]
+
+
+def _echo_words(prompts: PromptSet) -> set[str]:
+    """Words that say nothing of the user when echoed: the prompts' own and the labels of an item's text
+    ("image" of "image: caption")."""
+    return prompts.words() | ITEM_TEXT_LABELS
 
 
 def build_extractor(llm: str = "smollm2", *, backend: str = "auto", threads: int = 2, model_name: str = "default",

@@ -99,8 +99,11 @@ def theme_names(subgroup: str) -> list[str]:
 def names_theme(keyword: str, names: list[str]) -> bool:
     """Whether a keyword names the theme: one of its words is a theme name or the name with a short ending
     ("sports" names "person-sport", "musical" names "music", "locked" names "lock"; "toolbox" is not "tool")."""
+    from pmg.keywords.parse import _singular
+
     words = re.findall(r"[a-z]+", keyword.lower())
-    return any(w == n or (w.startswith(n) and w[len(n):] in ENDINGS) for w in words for n in names)
+    stems = {_singular(n) for n in names} | set(names)  # "arts" is named by "art"
+    return any(w == n or (w.startswith(n) and w[len(n):] in ENDINGS) for w in words for n in stems)
 
 
 def ground_truth_emoji(members: list[str], concepts: dict[str, dict], mood: str, message: str,
