@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_generate(sub) -> None:
     g = sub.add_parser("generate", help="personalised image(s) for a user and a target")
-    g.add_argument("user", type=Path, help="behaviours JSON file (see examples/users/)")
+    g.add_argument("user", type=Path, help="behaviours JSON file, or a bundled example user by name (cat_lover, dog_lover, clothing_shopper, stripes_shopper, movie_fan)")
     g.add_argument("--out", type=Path, required=True, help="output folder (PNG files, contact sheet, manifest.json)")
     _model_args(g)
     _generation_args(g)
@@ -239,7 +239,7 @@ def _add_batch(sub) -> None:
 
 def _add_keywords(sub) -> None:
     k = sub.add_parser("keywords", help="print the preference and target keywords")
-    k.add_argument("user", type=Path, help="behaviours JSON file (see examples/users/)")
+    k.add_argument("user", type=Path, help="behaviours JSON file, or a bundled example user by name (e.g. cat_lover)")
     _model_args(k, generator=False)
     k.add_argument("--verbose", action="store_true", help="also print the raw LLM answers and behaviour text")
     k.add_argument("--json", action="store_true", help="print JSON")
@@ -313,13 +313,14 @@ def cmd_generate(args) -> int:
     import time
 
     from pmg.behaviours.schema import load_user
+    from pmg.bundled import resolve_user_path
     from pmg.io.output import save_result
     from pmg.limits import check_writable_dir
 
     # everything a request controls is checked before any model loads
     _check_common(args)
     config = _generation_config(args)
-    user = load_user(args.user)
+    user = load_user(resolve_user_path(args.user))
     check_writable_dir(args.out, "--out")
     spec = _model_spec(args, scenarios={user.scenario.value})
     console = _console(args)
@@ -382,12 +383,13 @@ def cmd_keywords(args) -> int:
 
     from pmg.api import build_captioner
     from pmg.behaviours.schema import load_user
+    from pmg.bundled import resolve_user_path
     from pmg.keywords.extract import build_extractor
     from pmg.registry import check_specs
     from pmg.scenarios import resolve_models
 
     _check_common(args)
-    user = load_user(args.user)
+    user = load_user(resolve_user_path(args.user))
     _, scorer = resolve_models("auto", args.scorer, user.scenario.value)
     check_specs(llm=args.llm, scorer=scorer, captioner=args.captioner)
     console = _console(args)

@@ -130,3 +130,14 @@ def test_cli_and_api_give_the_same_images(tiny_models, fake_llm_server, tmp_path
     assert res.best == m["best"]
     for c, mc in zip(res.candidates, m["candidates"]):
         assert np.array_equal(np.asarray(c.image), np.asarray(Image.open(out / mc["file"])))
+
+
+def test_bundled_example_users_by_name(tiny_models, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # from any folder
+    assert main(["keywords", "no_such_user", "--llm", str(tiny_models / "llm"), "--scorer", str(tiny_models / "scorer"),
+                 "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert "no example user 'no_such_user'" in err and "cat_lover" in err
+    out = tmp_path / "o"
+    assert main(_args(tiny_models, "cat_lover", "--out", str(out), "--weights", "1:3")) == 0
+    assert json.loads((out / "manifest.json").read_text())["user_id"] == "cat_lover"
