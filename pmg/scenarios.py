@@ -63,7 +63,8 @@ class Benchmark:
     and returns its info; ``images``: generated images are compared with the ground truth (Tables 2-4),
     else keywords only (text-side metrics); ``extras``: per-record checks beyond Table 2
     (``pmg.evaluation.extras``): 'ideal-image' (rank among all real emoji of the style, needs the art
-    folder), 'garments' (colour, pattern and type the scorer reads)."""
+    folder), 'garments' (colour, pattern and type the scorer reads), 'theme-named' (a preference keyword
+    names the user's theme)."""
 
     name: str
     scenario: str
@@ -99,7 +100,7 @@ def _build_movies(out: Path, *, art: Path, users: int, seed: int = 0) -> dict:
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("emoticons", "emoticon", _build_emoticons, extras=("ideal-image",), about=("theme", "style", "mood")),
-    Benchmark("emoticons-open", "emoticon", _build_open_themes, extras=("ideal-image",), about=("theme", "style", "mood")),
+    Benchmark("emoticons-open", "emoticon", _build_open_themes, extras=("ideal-image", "theme-named"), about=("theme", "style", "mood")),
     Benchmark("clothing", "clothing", _build_clothing, extras=("garments",), about=("colour", "pattern", "type")),
     Benchmark("movies", "movie", _build_movies, images=False),
 )}

@@ -190,3 +190,24 @@ def test_compact_checkpoint_round_trips_in_fp16(tmp_path):
     assert u2.keys() == unet.keys() and all(v.dtype == torch.float32 for v in u2.values())
     assert torch.allclose(u2["w"], unet["w"], atol=1e-3) and torch.allclose(e2["b"], ema["b"], atol=1e-3)
     assert not torch.equal(u2["w"], e2["w"])
+
+
+def test_theme_named_extra_reads_the_preference_keywords():
+    from types import SimpleNamespace
+
+    from pmg.evaluation.extras import RecordContext, ThemeNamed, build_extras
+    from pmg.scenarios import benchmark
+
+    assert any(isinstance(e, ThemeNamed) for e in build_extras(benchmark("emoticons-open").extras))
+    hook = ThemeNamed()
+
+    def ctx(pref, variant="PMG", names=("tool",)):
+        res = SimpleNamespace(keywords=SimpleNamespace(preference=pref))
+        return RecordContext(None, None, res, {"theme_names": list(names)}, None, variant)
+
+    assert hook.record(ctx(["twemoji style", "tools"])) == {"theme_named": 1.0}
+    assert hook.record(ctx(["twemoji style", "hammer"])) == {"theme_named": 0.0}
+    assert hook.record(ctx(["tool"], variant="w/o keywords")) == {}
+    assert hook.record(ctx(["tool"], names=())) == {}
+    lines = hook.table([{"theme_named": 1.0}, {"theme_named": 0.0}], ["PMG"])
+    assert "50.0" in lines[1]

@@ -3,7 +3,8 @@ names which benchmark has which):
 
 * ``IdealImage`` (emoticons): where the ground-truth emoji falls among all real emoji of the user's
   style by LPIPS to the chosen image, every grid candidate's rank, and the grid's spread;
-* ``GarmentReading`` (clothing): the colour, pattern and type the scorer reads in the chosen image.
+* ``GarmentReading`` (clothing): the colour, pattern and type the scorer reads in the chosen image;
+* ``ThemeNamed`` (open-theme emoticons): whether a preference keyword names the user's theme.
 
 A hook has ``record(ctx) -> dict`` (fields added to one (user, variant) record) and
 ``table(records, variants) -> list[str]`` (Markdown lines added under Table 2).
@@ -25,7 +26,7 @@ from pmg.evaluation.metrics import to_tensor
 from pmg.evaluation.stats import bootstrap_ci, format_ci
 
 __all__ = ["METRIC_SIZE", "RecordContext", "Extra", "IdealImage", "GarmentReading", "EmojiReferences", "ideal_ranks",
-           "ideal_rank", "reference_features", "distinct_candidates", "trend", "garment_reading", "build_extras"]
+           "ideal_rank", "reference_features", "distinct_candidates", "trend", "garment_reading", "ThemeNamed", "build_extras"]
 
 METRIC_SIZE = 64  # images are compared at this size (generated 32 px images are enlarged, bilinear)
 
@@ -210,6 +211,27 @@ class GarmentReading:
         return md
 
 
+# ------------------------------------------------------------------------------------ theme named
+class ThemeNamed:
+    """Open themes: does a preference keyword name the user's theme (``open_themes.names_theme``)?"""
+
+    def record(self, ctx: RecordContext) -> dict:
+        from pmg.evaluation.benchmarks.open_themes import names_theme
+
+        names = ctx.truth.get("theme_names")
+        if not names or ctx.variant != "PMG":
+            return {}
+        return {"theme_named": float(any(names_theme(k, names) for k in ctx.result.keywords.preference))}
+
+    def table(self, records: list[dict], variants: list[str]) -> list[str]:
+        rs = [r["theme_named"] for r in records if "theme_named" in r]
+        if not rs:
+            return []
+        return ["", f"Theme named: a preference keyword (top 10) names the user's theme for "
+                    f"{format_ci(*[100 * x for x in bootstrap_ci(rs)], digits=1)} % of users (its subgroup's words, "
+                    f"e.g. 'tool', 'music'/'musical', 'art' for arts-crafts)."]
+
+
 def build_extras(names: tuple[str, ...], *, references: EmojiReferences | None = None) -> list[Extra]:
     """The hooks a benchmark names (``pmg.scenarios.Benchmark.extras``); 'ideal-image' only with references."""
     extras: list[Extra] = []
@@ -218,4 +240,6 @@ def build_extras(names: tuple[str, ...], *, references: EmojiReferences | None =
             extras.append(IdealImage(references))
         elif name == "garments":
             extras.append(GarmentReading())
+        elif name == "theme-named":
+            extras.append(ThemeNamed())
     return extras
