@@ -24,7 +24,7 @@ from pmg.llm.grammar import phrase_list_schema
 __all__ = ["KeywordResult", "KeywordExtractor", "ALGORITHM_VERSION", "build_extractor"]
 
 # bump when parsing or ranking changes, so cached keywords made the old way are not served
-ALGORITHM_VERSION = 12
+ALGORITHM_VERSION = 13
 
 
 def keyword_schema(min_items: int, max_items: int) -> dict:
