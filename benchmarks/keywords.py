@@ -9,7 +9,8 @@ Prints, over the emoticon benchmark's test users, the open-theme emoticon benchm
 never seen in tuning) and the MovieLens test users:
 * theme recovered: a preference keyword names the user's planted theme (emoticons; by its words, e.g.
   "cat"/"kitten" for cats, or a MiniLM cosine >= 0.6 to the theme's name); open themes: a keyword holds
-  one of the theme's names (``open_themes.names_theme``: "tool" for the subgroup ``tool``), no cosine;
+  one of the theme's names ("tool" for the subgroup ``tool``) or is within MiniLM cosine 0.6 of them
+  (``open_themes.theme_named``);
 * genre coverage: share of the user's top-3 history genres named (movies);
 * junk rate: keywords that are neither English words or phrases (wordfreq) nor present in the user's
   behaviours, lone stop-words, or words echoed from the prompt and absent from the behaviours;
@@ -162,13 +163,13 @@ def report_emoticons(ids, res, truth, embed) -> None:
         print(f"    theme missed: {m}")
 
 
-def report_open(ids, res, truth) -> None:
-    from pmg.evaluation.benchmarks.open_themes import names_theme
+def report_open(ids, res, truth, embed) -> None:
+    from pmg.evaluation.benchmarks.open_themes import theme_named
 
     theme, mood, misses = [], [], []
     for uid, r in zip(ids, res):
         t = truth[uid]
-        hit = any(names_theme(k, t["theme_names"]) for k in r.preference)
+        hit = theme_named(r.preference, t["theme_names"], t["theme"], embed)
         theme.append(float(hit))
         if not hit:
             misses.append(f"{uid} ({t['theme']}): {r.preference}")
@@ -208,7 +209,7 @@ def main() -> None:
         if name == "emoticons":
             report_emoticons(ids, res, truth, embed)
         elif name == "open":
-            report_open(ids, res, truth)
+            report_open(ids, res, truth, embed)
         else:
             report_movies(ids, res, truth)
         print(f"  junk rate                            {len(bad) / max(1, n_kw):.3f}  ({len(bad)} of {n_kw}; e.g. {bad[:6]})")

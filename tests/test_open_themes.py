@@ -203,10 +203,14 @@ def test_theme_named_extra_reads_the_preference_keywords():
 
     def ctx(pref, variant="PMG", names=("tool",)):
         res = SimpleNamespace(keywords=SimpleNamespace(preference=pref))
-        return RecordContext(None, None, res, {"theme_names": list(names)}, None, variant)
+        return RecordContext(None, None, res, {"theme_names": list(names), "theme": "tool"}, None, variant)
 
+    apart = {"twemoji style": 0, "hammer": 1, "tools": 2, "tool": 3}
+    hook.embed = lambda texts: torch.eye(4)[[apart[t] for t in texts]]  # no word is near another
     assert hook.record(ctx(["twemoji style", "tools"])) == {"theme_named": 1.0}
     assert hook.record(ctx(["twemoji style", "hammer"])) == {"theme_named": 0.0}
+    hook.embed = lambda texts: torch.ones(len(texts), 4) / 2  # every word near the theme's
+    assert hook.record(ctx(["twemoji style", "hammer"])) == {"theme_named": 1.0}
     assert hook.record(ctx(["tool"], variant="w/o keywords")) == {}
     assert hook.record(ctx(["tool"], names=())) == {}
     lines = hook.table([{"theme_named": 1.0}, {"theme_named": 0.0}], ["PMG"])

@@ -215,21 +215,28 @@ class GarmentReading:
 class ThemeNamed:
     """Open themes: does a preference keyword name the user's theme (``open_themes.names_theme``)?"""
 
+    def __init__(self, embed=None):
+        self.embed = embed  # MiniLM sentence embeddings (``SentenceEmbedder``), loaded on first use when None
+
     def record(self, ctx: RecordContext) -> dict:
-        from pmg.evaluation.benchmarks.open_themes import names_theme
+        from pmg.evaluation.benchmarks.open_themes import theme_named
 
         names = ctx.truth.get("theme_names")
         if not names or ctx.variant != "PMG":
             return {}
-        return {"theme_named": float(any(names_theme(k, names) for k in ctx.result.keywords.preference))}
+        if self.embed is None:
+            from pmg.keywords.ground import SentenceEmbedder
+
+            self.embed = SentenceEmbedder()
+        return {"theme_named": float(theme_named(ctx.result.keywords.preference, names, ctx.truth["theme"], self.embed))}
 
     def table(self, records: list[dict], variants: list[str]) -> list[str]:
         rs = [r["theme_named"] for r in records if "theme_named" in r]
         if not rs:
             return []
         return ["", f"Theme named: a preference keyword (top 10) names the user's theme for "
-                    f"{format_ci(*[100 * x for x in bootstrap_ci(rs)], digits=1)} % of users (its subgroup's words, "
-                    f"e.g. 'tool', 'music'/'musical', 'art' for arts-crafts)."]
+                    f"{format_ci(*[100 * x for x in bootstrap_ci(rs)], digits=1)} % of users (a keyword holds one of its "
+                    f"subgroup's words, e.g. 'tool', 'musical' for music, or is within MiniLM cosine 0.6 of them)."]
 
 
 def build_extras(names: tuple[str, ...], *, references: EmojiReferences | None = None) -> list[Extra]:

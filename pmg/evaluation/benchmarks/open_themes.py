@@ -17,8 +17,9 @@ a user would send, in their style:
 
 Themes, not users, are split 70/15/15 into train/val/test (seeded), so a test theme is never seen in
 training or when tuning thresholds. ``theme_names`` in the ground truth are the words that count as
-naming the theme (``names_theme``): the subgroup's own words, but vague ones ("other", "person",
-"symbol" ...); a subgroup with no such word ("av-symbol") is no theme.
+naming the theme: the subgroup's own words, but vague ones ("other", "person", "symbol" ...); a subgroup
+with no such word ("av-symbol") is no theme. ``theme_named`` also takes a keyword within MiniLM cosine 0.6
+of the subgroup's words, as the emoticon benchmark's keyword check does.
 
     pmg eval --benchmark emoticons-open ...     (builds it on first use from the pmg-mini art folder)
 
@@ -36,7 +37,7 @@ from pmg.evaluation.benchmarks.emoticons import MOOD_TARGETS, MOODS, STYLES, THE
 from pmg.keywords.moods import MOOD_WORDS
 
 __all__ = ["build_open_theme_benchmark", "open_subgroups", "split_themes", "ground_truth_emoji", "theme_names",
-           "names_theme", "closed_subgroups"]
+           "names_theme", "theme_named", "closed_subgroups"]
 
 # conversation lines about one favourite ({x}: its label)
 TALK = ("look at this {x}!", "have you seen my {x}?", "I can't stop using the {x} one", "{x} again today, as always",
@@ -104,6 +105,17 @@ def names_theme(keyword: str, names: list[str]) -> bool:
     words = re.findall(r"[a-z]+", keyword.lower())
     stems = {_singular(n) for n in names} | set(names)  # "arts" is named by "art"
     return any(w == n or (w.startswith(n) and w[len(n):] in ENDINGS) for w in words for n in stems)
+
+
+def theme_named(keywords: list[str], names: list[str], theme: str, embed=None, threshold: float = 0.6) -> bool:
+    """Whether the keywords name the theme: one holds a theme name (``names_theme``), or, with ``embed``
+    (MiniLM sentence embeddings), one is within cosine ``threshold`` of the theme's own words ("telephone"
+    for ``phone``, "medicine" for ``medical``), the emoticon benchmark's rule."""
+    if any(names_theme(k, names) for k in keywords):
+        return True
+    if embed is None or not keywords:
+        return False
+    return float((embed(list(keywords)) @ embed([theme.replace("-", " ")]).T).max()) >= threshold
 
 
 def ground_truth_emoji(members: list[str], concepts: dict[str, dict], mood: str, message: str,
