@@ -43,12 +43,17 @@ class Lazy(Generic[T]):
         return self._value  # type: ignore[return-value]
 
     def start(self) -> None:
-        """Begin loading in a daemon thread (no-op when loaded or already started)."""
-        with self._lock:
+        """Begin loading in a daemon thread (no-op when loaded, already started, or being loaded by a
+        ``get()``: a caller that only asks for an early start never waits for the load)."""
+        if not self._lock.acquire(blocking=False):
+            return  # a get() is loading it now
+        try:
             if self._done or self._thread is not None:
                 return
             self._thread = threading.Thread(target=self._background, name="pmg-lazy-load", daemon=True)
             self._thread.start()
+        finally:
+            self._lock.release()
 
     def _background(self) -> None:
         try:

@@ -32,6 +32,31 @@ def test_lazy_loads_once_for_many_threads_and_in_the_background():
     assert outs == ["model"] * 4 and calls == [1] and lazy.loaded
 
 
+def test_lazy_start_does_not_wait_for_a_load_in_progress():
+    """PMG.generate from several threads: one thread loading the adapter must not hold up another's
+    keyword stage, which only asks for an early start (prefetch_soft)."""
+    gate, loading = threading.Event(), threading.Event()
+
+    def load():
+        loading.set()
+        gate.wait(10)
+        return "model"
+
+    lazy = Lazy(load)
+    getter = threading.Thread(target=lazy.get)
+    getter.start()
+    assert loading.wait(5)
+    starter = threading.Thread(target=lazy.start)
+    starter.start()
+    starter.join(2)
+    alive = starter.is_alive()
+    gate.set()
+    getter.join(5)
+    starter.join(5)
+    assert not alive, "start() waited for another caller's load"
+    assert lazy.get() == "model"
+
+
 def test_lazy_raises_its_load_error_to_every_caller():
     lazy = Lazy(lambda: (_ for _ in ()).throw(ValueError("bad folder /x")))
     for _ in range(2):
