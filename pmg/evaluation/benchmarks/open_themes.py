@@ -155,6 +155,26 @@ def _favourites(rng: random.Random, pool: list[str], usage: dict[str, float], lo
     return history
 
 
+def _sample_user(rng: random.Random, uid: str, theme: str, pools: dict[str, list[str]], concepts: dict[str, dict],
+                 usage: dict[str, float], min_items: int, max_items: int) -> tuple[dict, dict, set]:
+    """One user of ``theme`` (style, favourites, a line about one of them, a message with a mood), its ground
+    truth and the (hexcode, style) images it uses."""
+    style = sorted(pools)[rng.randrange(len(pools))]
+    pool = pools[style]
+    mood = sorted(MOODS)[rng.randrange(len(MOODS))]
+    message = rng.choice(MOODS[mood])
+    history = _favourites(rng, pool, usage, min_items, max_items)
+    target, rule = ground_truth_emoji(pool, concepts, mood, message, history, usage)
+    items = [{"title": concepts[h]["label"], "text": ", ".join(concepts[h]["tags"]),
+              "image": f"../images/{h}_{style}.png", "attributes": {"style": style}} for h in history]
+    talk = rng.choice(TALK).format(x=concepts[rng.choice(history)]["label"])
+    user = {"user_id": uid, "scenario": "emoticon", "history": items, "conversations": [talk], "target": {"message": message}}
+    truth = {"style": style, "theme": theme, "theme_group": concepts[pool[0]]["group"], "mood": mood,
+             "theme_names": theme_names(theme), "target_hexcode": target, "target_label": concepts[target]["label"],
+             "target_rule": rule, "target_image": f"images/{target}_{style}.png"}
+    return user, truth, {(h, style) for h in history} | {(target, style)}
+
+
 def build_open_theme_benchmark(art: str | Path, out: str | Path, n_users: int = 300, seed: int = 0,
                                min_items: int = 3, max_items: int = 8) -> dict:
     """Build the benchmark into ``out`` (replaced); returns its info dict."""
@@ -175,22 +195,8 @@ def build_open_theme_benchmark(art: str | Path, out: str | Path, n_users: int = 
     for u in range(n_users):
         uid = f"o{u:04d}"
         theme = theme_list[rng.randrange(len(theme_list))]
-        style = sorted(pools[theme])[rng.randrange(len(pools[theme]))]
-        pool = pools[theme][style]
-        mood = sorted(MOODS)[rng.randrange(len(MOODS))]
-        message = rng.choice(MOODS[mood])
-        history = _favourites(rng, pool, usage, min_items, max_items)
-        target, rule = ground_truth_emoji(pool, concepts, mood, message, history, usage)
-        items = [{"title": concepts[h]["label"], "text": ", ".join(concepts[h]["tags"]),
-                  "image": f"../images/{h}_{style}.png", "attributes": {"style": style}} for h in history]
-        talk = rng.choice(TALK).format(x=concepts[rng.choice(history)]["label"])
-        user = {"user_id": uid, "scenario": "emoticon", "history": items, "conversations": [talk],
-                "target": {"message": message}}
-        truth[uid] = {"style": style, "theme": theme, "theme_group": concepts[pool[0]]["group"], "mood": mood,
-                      "theme_names": theme_names(theme), "target_hexcode": target,
-                      "target_label": concepts[target]["label"], "target_rule": rule,
-                      "target_image": f"images/{target}_{style}.png"}
-        used |= {(h, style) for h in history} | {(target, style)}
+        user, truth[uid], keys = _sample_user(rng, uid, theme, pools[theme], concepts, usage, min_items, max_items)
+        used |= keys
         split[theme_split[theme]].append(uid)
         (out / "users" / f"{uid}.json").write_text(json.dumps(user, indent=1, ensure_ascii=False, sort_keys=True))
     save_images(out / "images", images, index, used)
