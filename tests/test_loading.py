@@ -132,3 +132,16 @@ def test_quiet_loading_silences_transformers_bars_and_restores_them():
             pass
         assert not tlog.is_progress_bar_enabled()
     assert tlog.is_progress_bar_enabled()
+
+
+@pytest.mark.slow
+def test_a_generator_moved_to_a_device_leaves_the_shared_minilm_where_it_was():
+    """The frozen MiniLM is shared by the generator, the scorer and keyword grounding: a generator loaded
+    for another device moves a copy of it, never the one the others use."""
+    from pmg.generation.loading import load_generator
+    from pmg.generation.text_encoders import load_minilm
+
+    pipe = load_generator("pmg-mini", device="meta")
+    assert {p.device.type for p in pipe.text_encoder.parameters()} == {"meta"}
+    _, shared = load_minilm()
+    assert {p.device.type for p in shared.parameters()} == {"cpu"}

