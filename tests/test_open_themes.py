@@ -215,3 +215,21 @@ def test_theme_named_extra_reads_the_preference_keywords():
     assert hook.record(ctx(["tool"], names=())) == {}
     lines = hook.table([{"theme_named": 1.0}, {"theme_named": 0.0}], ["PMG"])
     assert "50.0" in lines[1]
+
+
+def test_loading_the_art_closes_its_meta_file_and_references_share_the_loader(tmp_path):
+    import gc
+    import warnings
+
+    from pmg.evaluation.benchmarks.emoticons import load_art
+    from pmg.evaluation.extras import EmojiReferences
+
+    rows = _tiny_art(tmp_path / "art")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        meta, images = load_art(tmp_path / "art")
+        refs = EmojiReferences(tmp_path / "art")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert len(meta) == len(rows) == len(images)
+    assert sorted(refs.by_style) == ["noto", "openmoji", "twemoji"]

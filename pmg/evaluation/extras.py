@@ -12,7 +12,6 @@ A hook has ``record(ctx) -> dict`` (fields added to one (user, variant) record) 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -55,8 +54,9 @@ class EmojiReferences:
     ideal-image rank. Their LPIPS features are computed once per style (``features``) and shared."""
 
     def __init__(self, art: Path):
-        meta = [json.loads(line) for line in open(art / "meta.jsonl", encoding="utf-8")]
-        images = np.load(art / "images.npy", mmap_mode="r")
+        from pmg.evaluation.benchmarks.emoticons import load_art
+
+        meta, images = load_art(art)
         self.by_style: dict[str, tuple[list[str], torch.Tensor]] = {}
         self._features: dict[tuple[str, str], list[torch.Tensor]] = {}
         for style in sorted({m["style"] for m in meta}):

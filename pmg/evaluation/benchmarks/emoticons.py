@@ -89,7 +89,8 @@ def load_art(art: str | Path) -> tuple[list[dict], np.ndarray]:
     art = Path(art)
     if not (art / "meta.jsonl").is_file() or not (art / "images.npy").is_file():
         raise InputError(f"{art}: emoji art not found; build it with `python -m training.pmg_mini.build_data --out {art}`")
-    meta = [json.loads(line) for line in open(art / "meta.jsonl", encoding="utf-8")]
+    with open(art / "meta.jsonl", encoding="utf-8") as f:
+        meta = [json.loads(line) for line in f]
     return meta, np.load(art / "images.npy", mmap_mode="r")
 
 
