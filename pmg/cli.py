@@ -146,8 +146,9 @@ def _generation_config(args):
     try:
         return GenerationConfig.from_options(**options)
     except PMGError as e:  # the library names the option ('steps must be ...'); here it is '--steps'
-        first = str(e).split(" ", 1)[0].rstrip(":")
-        raise type(e)(f"--{e}" if first in options else str(e)) from None
+        word, _, rest = str(e).partition(" ")
+        name = word.rstrip(":")
+        raise type(e)(f"--{name.replace('_', '-')}{word[len(name):]} {rest}" if name in options else str(e)) from None
 
 
 def _check_common(args) -> None:
@@ -398,7 +399,7 @@ def cmd_keywords(args) -> int:
     if any(it.image for it in user.history) and args.captioner != "none":
         from pmg.scoring.scorers import load_scorer
 
-        cap = build_captioner(args.captioner, load_scorer(scorer), scorer)
+        cap = build_captioner(args.captioner, load_scorer(scorer) if args.captioner == "tagger" else None, scorer)
     console.log(f"loading LLM {args.llm} ...")
     ext = build_extractor(args.llm, backend=args.llm_backend, threads=args.threads, model_name=args.llm_model_name,
                           model_cache_dir=_cache_root(args), cache_dir=None if args.no_cache else _cache_root(args), captioner=cap)

@@ -4,7 +4,9 @@ transformers draws a "Loading weights" bar per model and logs load reports; peft
 triggers a transformers ``FutureWarning`` about a renamed attribute. None of it is for a PMG user:
 ``quiet_loading()`` turns the bars and the libraries' info logs off while PMG loads its models and
 restores them after (set ``PMG_VERBOSE_LOADING=1`` to see them). Nesting and several loading threads
-are counted, so the first to enter silences and the last to leave restores.
+are counted, so the first to enter silences and the last to leave restores. The known-harmless
+warnings (``_IGNORED``) stay filtered for the rest of the process: ``warnings`` filters are global and
+a model may warn after loading, on first use.
 """
 
 from __future__ import annotations

@@ -141,3 +141,8 @@ def test_bundled_example_users_by_name(tiny_models, tmp_path, capsys, monkeypatc
     out = tmp_path / "o"
     assert main(_args(tiny_models, "cat_lover", "--out", str(out), "--weights", "1:3")) == 0
     assert json.loads((out / "manifest.json").read_text())["user_id"] == "cat_lover"
+
+
+def test_a_bad_negative_prompt_names_its_option(tiny_models, tmp_path, capsys):
+    assert main(_args(tiny_models, _user(tmp_path), "--out", str(tmp_path / "o"), "--negative-prompt", "x" * 100_000)) == 2
+    assert "--negative-prompt: a text of at most" in capsys.readouterr().err

@@ -233,3 +233,20 @@ def test_loading_the_art_closes_its_meta_file_and_references_share_the_loader(tm
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert len(meta) == len(rows) == len(images)
     assert sorted(refs.by_style) == ["noto", "openmoji", "twemoji"]
+
+
+def test_table4_refuses_generation_options_it_would_ignore():
+    from pmg.api import GenerationConfig
+    from pmg.errors import ConfigError
+    from pmg.evaluation.suite import EvalOptions
+
+    EvalOptions(table=4, config=GenerationConfig(seed=3, num_inference_steps=4))  # seed and steps are used
+    with pytest.raises(ConfigError, match="--alpha, --guidance"):
+        EvalOptions(table=4, config=GenerationConfig(alpha=0.5, guidance_scale=2.0))
+    EvalOptions(table=2, config=GenerationConfig(alpha=0.5))  # Table 2 takes them all
+
+
+def test_wordnet_offset_past_the_end_is_an_error(tmp_path):
+    wn = tiny_wordnet(tmp_path)
+    with pytest.raises(ValueError, match="no synset line"):
+        wn.synset(10_000_000)

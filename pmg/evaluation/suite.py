@@ -26,6 +26,17 @@ __all__ = ["EvalOptions", "run_eval", "TABLES", "PROTOCOLS"]
 TABLES = (2, 3, 4)
 
 
+# GenerationConfig fields Table 4's user images do not take, and the options that set them
+_TABLE4_IGNORES = {"alpha": "--alpha", "weights": "--weights", "guidance_scale": "--guidance", "noises": "--noises",
+                   "weighting": "--weighting", "negative_prompt": "--negative-prompt"}
+
+
+def _table4_ignores(config: GenerationConfig) -> list[str]:
+    """The options set away from their defaults that Table 4 would not use."""
+    default = GenerationConfig()
+    return [opt for name, opt in _TABLE4_IGNORES.items() if getattr(config, name) != getattr(default, name)]
+
+
 @dataclass(frozen=True)
 class EvalOptions:
     benchmark: str = "emoticons"
@@ -60,6 +71,10 @@ class EvalOptions:
                               "(text only); use --benchmark emoticons or clothing")
         if self.table == 4:
             check_integer(self.seeds, "--seeds", 2, 100)
+            ignored = _table4_ignores(self.config)
+            if ignored:
+                raise ConfigError(f"--table 4 generates each user's image under the preference condition (w_p:w_t = 1:0) "
+                                  f"with the generator's own settings and takes only --seed and --steps; drop {', '.join(ignored)}")
         check_integer(self.users, "--users", 1, 1_000_000)
         if self.limit is not None:
             check_integer(self.limit, "--limit", 1, 1_000_000)

@@ -31,7 +31,8 @@ SENSES = 3  # a noun's most frequent senses considered ("tiger": a fierce person
 
 
 class WordNetNouns:
-    """The lexicographer files (coarse categories) of a noun's most frequent senses."""
+    """A noun's most frequent senses in WordNet: their lexicographer files (coarse categories), and each
+    synset's lemmas and hypernyms (``synset``, ``ancestors``)."""
 
     def __init__(self, root: Path = WORDNET_DIR):
         self.root = Path(root)
@@ -60,6 +61,8 @@ class WordNetNouns:
         line, chunk = b"", 512
         while b"\n" not in line:
             line = os.pread(self._fd, chunk, offset)
+            if len(line) < chunk and b"\n" not in line:
+                raise ValueError(f"{self.root / 'data.noun'}: no synset line at offset {offset}")
             chunk *= 2
         parts = line.split(b"\n", 1)[0].decode("utf-8").split(" | ", 1)[0].split()
         n_words = int(parts[3], 16)

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from pmg.evaluation.benchmarks.emoticons import fresh_layout
 from pmg.evaluation.benchmarks.garments import (
     CLASS_WORDS, CLASSES, COLOURS, FASHION_MNIST, PATTERN_WORDS, PATTERNS, load_fashion_mnist, render_garment,
 )
@@ -52,10 +52,7 @@ def build_clothing_benchmark(out: str | Path, n_users: int = 300, seed: int = 0,
     by_class_test = {c: np.flatnonzero(test_y == c) for c in range(len(CLASSES))}
     rng = random.Random(seed)
     colours = sorted(COLOURS)
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "users").mkdir(parents=True)
-    (out / "images").mkdir()
+    fresh_layout(out)
     truth, user_ids = {}, []
     for u in range(n_users):
         uid = f"s{u:04d}"
