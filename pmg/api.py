@@ -138,7 +138,7 @@ class GenerationConfig:
         if self.noises is not None:
             check_noises(self.noises, len(self.weights) if self.weights is not None else 1)
         if not isinstance(self.negative_prompt, str) or len(self.negative_prompt) > MAX_NEGATIVE_PROMPT_CHARS:
-            raise ConfigError(f"negative prompt: a text of at most {MAX_NEGATIVE_PROMPT_CHARS} characters, "
+            raise ConfigError(f"negative_prompt: a text of at most {MAX_NEGATIVE_PROMPT_CHARS} characters, "
                               f"got {len(self.negative_prompt) if isinstance(self.negative_prompt, str) else self.negative_prompt!r}")
 
     @classmethod
