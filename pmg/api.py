@@ -30,6 +30,7 @@ from pmg.conditioning.weighting import DEFAULT_GRID, normalize_weights
 from pmg.errors import ConfigError
 from pmg.generation.protocol import Generator
 from pmg.keywords.extract import KeywordExtractor, KeywordResult
+from pmg.lazy import Lazy
 from pmg.scoring.select import select_best, similarity_scores, z_scores
 
 if TYPE_CHECKING:
@@ -219,8 +220,8 @@ class PMG:
         # Safe from several threads: the generator runs concurrently (a scheduler per call, locked
         # tokenizers); the keyword stage, soft embeddings and scorer each run one call at a time.
         self._keyword_lock, self._soft_lock, self._score_lock = threading.Lock(), threading.Lock(), threading.Lock()
-        self._scenario_loaders, self._scenario_pmgs = dict(scenarios or {}), {}
-        self._scenario_lock = threading.Lock()
+        # one Lazy per scenario: a scenario loading holds up no other, and a failed load is raised again
+        self._scenarios: dict[str, Lazy[PMG]] = {s: Lazy(load) for s, load in (scenarios or {}).items()}
 
     @classmethod
     def from_names(
@@ -260,8 +261,8 @@ class PMG:
             for other in SCENARIOS:
                 models = resolve_models(generator, scorer, other)
                 if models != (gen, sc):
-                    pmg._scenario_loaders[other] = functools.partial(
-                        pmg._sibling, *models, captioner=captioner, scheduler=scheduler, soft=soft, model_cache_dir=model_cache_dir)
+                    pmg._scenarios[other] = Lazy(functools.partial(
+                        pmg._sibling, *models, captioner=captioner, scheduler=scheduler, soft=soft, model_cache_dir=model_cache_dir))
         return pmg
 
     @classmethod
@@ -309,14 +310,9 @@ class PMG:
 
     def for_scenario(self, scenario: str) -> "PMG":
         """The PMG that serves a scenario's users: this one, or the one with the scenario's own models
-        (loaded on first use)."""
-        load = self._scenario_loaders.get(scenario)
-        if load is None:
-            return self
-        with self._scenario_lock:
-            if scenario not in self._scenario_pmgs:
-                self._scenario_pmgs[scenario] = load()
-            return self._scenario_pmgs[scenario]
+        (loaded on first use; a load that failed raises its error again)."""
+        lazy = self._scenarios.get(scenario)
+        return self if lazy is None else lazy.get()
 
     def keywords(self, user: UserBehaviours) -> KeywordResult:
         pmg = self.for_scenario(user.scenario.value)

@@ -30,6 +30,11 @@ class Lazy(Generic[T]):
     def loaded(self) -> bool:
         return self._done and self._error is None
 
+    @property
+    def error(self) -> BaseException | None:
+        """The load's error once it failed (``get()`` raises it), else None."""
+        return self._error if self._done else None
+
     def get(self) -> T:
         with self._lock:
             if not self._done:

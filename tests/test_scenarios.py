@@ -183,3 +183,38 @@ def test_one_clothing_user_one_image_every_way(tmp_path, repo):
         assert np.array_equal(np.asarray(image.convert("RGB")), want), name
     for folder in (tmp_path / "cli", tmp_path / "batch" / "users" / "clothing_shopper"):
         assert json.loads((folder / "manifest.json").read_text())["models"]["generator"] == "pmg-mini-fashion"
+
+
+def test_a_scenario_loading_holds_up_no_other_and_a_failed_load_is_remembered():
+    import threading
+
+    gate, loading, fails = threading.Event(), threading.Event(), []
+    movie = _tiny(2)
+
+    def slow():
+        loading.set()
+        gate.wait(10)
+        return _tiny(1)
+
+    def broken():
+        fails.append(1)
+        raise ConfigError("generator folder not found: /nowhere")
+
+    pmg = PMG(KeywordExtractor(ScriptedLLM(animal_answer)), tiny_pipeline(0), ColourScorer(),
+              scenarios={"clothing": slow, "movie": lambda: movie, "emoticon": broken})
+    assert pmg.for_scenario("movie") is movie
+    loader = threading.Thread(target=pmg.for_scenario, args=("clothing",))
+    loader.start()
+    assert loading.wait(5)
+    other = threading.Thread(target=pmg.for_scenario, args=("movie",))
+    other.start()
+    other.join(2)
+    waited = other.is_alive()
+    gate.set()
+    loader.join(5)
+    other.join(5)
+    assert not waited, "a loaded scenario waited for another scenario's load"
+    for _ in range(3):
+        with pytest.raises(ConfigError, match="/nowhere"):
+            pmg.for_scenario("emoticon")
+    assert fails == [1]  # loaded once; its error is raised to every later caller
