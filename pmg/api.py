@@ -62,6 +62,45 @@ def build_captioner(captioner: str | None, scorer, scorer_name: str):
     return TransformersCaptioner(captioner)
 
 
+def adapter_generator(folder: str | Path) -> str:
+    """The generator a soft-embedding adapter folder was trained for (its ``soft_config.json``)."""
+    import json
+
+    from pmg.errors import ModelLoadError
+    from pmg.soft.model import SOFT_CONFIG_NAME, SoftConfig
+
+    path = Path(folder) / SOFT_CONFIG_NAME
+    if not path.is_file():
+        raise ModelLoadError(f"{folder}: not a soft-embedding adapter (no {SOFT_CONFIG_NAME})")
+    try:
+        return SoftConfig(**json.loads(path.read_text())).generator
+    except (OSError, ValueError, TypeError) as e:
+        raise ModelLoadError(f"{path}: {e}") from None
+
+
+def generator_index(spec: str | Path) -> tuple[str, dict]:
+    """A generator's name (the one ``load_generator`` gives it) and its ``model_index.json``, read without
+    loading the model."""
+    import json
+
+    from pmg.registry import resolve_generator
+
+    folder = resolve_generator(spec)
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError):
+        index = {}
+    return index.get("name") or folder.name, index
+
+
+def soft_for_generator(soft: str | Path | None, generator: str | Path) -> str | Path | None:
+    """``soft`` for one generator: an adapter folder applies only to the generator it was trained for;
+    another generator gets its bundled adapter ('auto')."""
+    if soft in (None, "none", "auto"):
+        return soft
+    return soft if adapter_generator(soft) == generator_index(generator)[0] else "auto"
+
+
 def default_cache_dir() -> Path:
     import os
 
@@ -243,7 +282,9 @@ class PMG:
         """Models from names or local folders. 'auto' generator and scorer: each scenario's built-in model
         (``pmg.scenarios``): with ``scenario`` given, that scenario's; with None, the default scenario's
         first, and another scenario's own models when its first user comes. ``soft`` 'auto': the
-        adapter bundled with the generator for each scenario; 'none' or None: no soft embeddings."""
+        adapter bundled with the generator for each scenario; 'none' or None: no soft embeddings; an
+        adapter folder: with ``scenario`` given, that scenario's; with None, the scenarios whose generator
+        it was trained for (the others get their bundled one)."""
         from pmg.keywords.extract import build_extractor
         from pmg.scenarios import DEFAULT_SCENARIO, SCENARIOS, resolve_models
         from pmg.scoring.scorers import load_scorer
@@ -252,17 +293,24 @@ class PMG:
             torch.set_num_threads(threads)
         model_cache_dir = model_cache_dir if model_cache_dir is not None else default_cache_dir()
         gen, sc = resolve_models(generator, scorer, scenario or DEFAULT_SCENARIO)
+        if scenario is None and soft not in (None, "none", "auto"):
+            gens = {generator_index(resolve_models(generator, scorer, s)[0])[0] for s in SCENARIOS}
+            if adapter_generator(soft) not in gens:
+                raise ConfigError(f"soft {soft}: trained for generator {adapter_generator(soft)!r}, which no scenario "
+                                  f"uses ({', '.join(sorted(gens))})")
+        own_soft = soft if scenario is not None else soft_for_generator(soft, gen)
         scorer_obj = load_scorer(sc)
         extractor = build_extractor(llm, backend=llm_backend, threads=threads or 2, model_name=llm_model_name,
                                     model_cache_dir=model_cache_dir, cache_dir=cache_dir,
                                     captioner=build_captioner(captioner, scorer_obj, sc))
-        pmg = cls._with_models(extractor, gen, scorer_obj, scheduler=scheduler, soft=soft, model_cache_dir=model_cache_dir)
+        pmg = cls._with_models(extractor, gen, scorer_obj, scheduler=scheduler, soft=own_soft, model_cache_dir=model_cache_dir)
         if scenario is None:
             for other in SCENARIOS:
                 models = resolve_models(generator, scorer, other)
                 if models != (gen, sc):
                     pmg._scenarios[other] = Lazy(functools.partial(
-                        pmg._sibling, *models, captioner=captioner, scheduler=scheduler, soft=soft, model_cache_dir=model_cache_dir))
+                        pmg._sibling, *models, captioner=captioner, scheduler=scheduler,
+                        soft=soft_for_generator(soft, models[0]), model_cache_dir=model_cache_dir))
         return pmg
 
     @classmethod

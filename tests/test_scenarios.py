@@ -218,3 +218,33 @@ def test_a_scenario_loading_holds_up_no_other_and_a_failed_load_is_remembered():
         with pytest.raises(ConfigError, match="/nowhere"):
             pmg.for_scenario("emoticon")
     assert fails == [1]  # loaded once; its error is raised to every later caller
+
+
+@pytest.mark.parametrize("trained_for, mine, bundled", [
+    ("pmg-mini", "emoticon", "clothing"), ("pmg-mini-fashion", "clothing", "emoticon")])
+def test_an_adapter_folder_serves_only_the_generator_it_was_trained_for(tmp_path, monkeypatch, trained_for, mine, bundled):
+    from pmg.soft.model import SOFT_CONFIG_NAME
+
+    adapter = tmp_path / "my-adapter"
+    adapter.mkdir()
+    (adapter / SOFT_CONFIG_NAME).write_text(json.dumps({"generator": trained_for}))
+
+    def fake_generator(spec, scheduler=None):  # a tiny pipeline named like the generator asked for
+        pipe = tiny_pipeline(0)
+        pipe.name = str(spec)
+        return pipe
+
+    monkeypatch.setattr("pmg.generation.loading.load_generator", fake_generator)
+    monkeypatch.setattr("pmg.scoring.scorers.load_scorer", lambda name: ColourScorer())
+    monkeypatch.setattr("pmg.keywords.extract.build_extractor", lambda *a, **k: KeywordExtractor(ScriptedLLM(animal_answer)))
+    assert default_model("clothing") == "pmg-mini-fashion"
+    pmg = PMG.from_names(captioner=None, soft=str(adapter))  # every scenario (pmg serve)
+    assert pmg.for_scenario(mine).soft_for(mine).name == "soft:my-adapter"
+    assert pmg.for_scenario(bundled).soft_for(bundled).name == f"soft:soft-{bundled}"  # its own generator's
+    movie = pmg.for_scenario("movie").soft_for("movie")  # pmg-mini's users: mine, or none bundled for movies
+    assert (movie and movie.name) == ("soft:my-adapter" if trained_for == "pmg-mini" else None)
+    one = PMG.from_names(captioner=None, soft=str(adapter), scenario=bundled)  # asked for by name: as given
+    assert one.soft_for(bundled).name == "soft:my-adapter"
+    (adapter / SOFT_CONFIG_NAME).write_text(json.dumps({"generator": "sd-15"}))
+    with pytest.raises(ConfigError, match="'sd-15'"):
+        PMG.from_names(captioner=None, soft=str(adapter))
