@@ -101,6 +101,21 @@ def soft_for_generator(soft: str | Path | None, generator: str | Path) -> str | 
     return soft if adapter_generator(soft) == generator_index(generator)[0] else "auto"
 
 
+def _models_to_load(generator: str, scorer: str, soft: str | Path | None, scenario: str) -> dict:
+    """What ``PMG._with_models`` will load for a scenario, read from the model folders without loading them."""
+    from pmg.conditioning.weighting import parse_grid
+
+    name, index = generator_index(generator)
+    grid = index.get("default_grid", DEFAULT_GRID)
+    try:
+        grid = [[float(wp), float(wt)] for wp, wt in (parse_grid(grid) if isinstance(grid, str) else grid)]
+    except (ValueError, TypeError):
+        grid = None  # the generator refuses it when it loads
+    folder = bundled_adapters(generator).get(scenario) if soft == "auto" else None if soft in (None, "none") else soft
+    return {"generator": name, "scorer": str(scorer), "soft": f"soft:{Path(folder).name}" if folder else None,
+            "default_grid": grid}
+
+
 def default_cache_dir() -> Path:
     import os
 
@@ -252,15 +267,17 @@ class PMGResult:
 class PMG:
     def __init__(self, extractor: KeywordExtractor, generator: Generator, scorer: Scorer,
                  soft: SoftEmbedder | dict[str, SoftEmbedder] | None = None, *,
-                 scenarios: dict[str, Callable[[], "PMG"]] | None = None):
+                 scenarios: dict[str, Callable[[], "PMG"]] | None = None, scenario_models: dict[str, dict] | None = None):
         """``scenarios``: scenario -> a loader of the PMG that serves that scenario's users with its own
-        models (called on its first user); users of other scenarios are served by this one."""
+        models (called on its first user); users of other scenarios are served by this one.
+        ``scenario_models``: scenario -> what its loader loads, told before it does (``scenario_models()``)."""
         self.extractor, self.generator, self.scorer, self.soft = extractor, generator, scorer, soft
         # Safe from several threads: the generator runs concurrently (a scheduler per call, locked
         # tokenizers); the keyword stage, soft embeddings and scorer each run one call at a time.
         self._keyword_lock, self._soft_lock, self._score_lock = threading.Lock(), threading.Lock(), threading.Lock()
         # one Lazy per scenario: a scenario loading holds up no other, and a failed load is raised again
         self._scenarios: dict[str, Lazy[PMG]] = {s: Lazy(load) for s, load in (scenarios or {}).items()}
+        self._scenario_specs = dict(scenario_models or {})
 
     @classmethod
     def from_names(
@@ -308,9 +325,11 @@ class PMG:
             for other in SCENARIOS:
                 models = resolve_models(generator, scorer, other)
                 if models != (gen, sc):
+                    other_soft = soft_for_generator(soft, models[0])
                     pmg._scenarios[other] = Lazy(functools.partial(
-                        pmg._sibling, *models, captioner=captioner, scheduler=scheduler,
-                        soft=soft_for_generator(soft, models[0]), model_cache_dir=model_cache_dir))
+                        pmg._sibling, *models, captioner=captioner, scheduler=scheduler, soft=other_soft,
+                        model_cache_dir=model_cache_dir))
+                    pmg._scenario_specs[other] = _models_to_load(*models, other_soft, other)
         return pmg
 
     @classmethod
@@ -361,6 +380,29 @@ class PMG:
         (loaded on first use; a load that failed raises its error again)."""
         lazy = self._scenarios.get(scenario)
         return self if lazy is None else lazy.get()
+
+    def scenario_models(self) -> dict[str, dict]:
+        """scenario -> the models that serve its users (generator, scorer, soft adapter, weight grid) and
+        their status: 'loaded', 'not loaded' (what its first user will load) or 'failed' (with the error).
+        Nothing is loaded to tell."""
+        from pmg.behaviours.schema import Scenario
+
+        out = {}
+        for scenario in (s.value for s in Scenario):
+            lazy = self._scenarios.get(scenario)
+            if lazy is None or lazy.loaded:
+                out[scenario] = (self if lazy is None else lazy.get())._loaded_models(scenario)
+            else:
+                out[scenario] = {"status": "failed" if lazy.error else "not loaded", **self._scenario_specs.get(scenario, {})}
+                if lazy.error:
+                    out[scenario]["error"] = f"{type(lazy.error).__name__}: {lazy.error}"
+        return out
+
+    def _loaded_models(self, scenario: str) -> dict:
+        adapter = self.soft_for(scenario)
+        return {"status": "loaded", "generator": self.generator.name, "scorer": self.scorer.name,
+                "soft": adapter.name if adapter is not None else None,
+                "default_grid": [list(w) for w in getattr(self.generator, "default_grid", DEFAULT_GRID)]}
 
     def keywords(self, user: UserBehaviours) -> KeywordResult:
         pmg = self.for_scenario(user.scenario.value)

@@ -215,3 +215,31 @@ def test_worker_keeps_only_the_latest_batch_sizes(tiny_pipe):
     for _ in range(5):
         worker._generate([Job(user, GenerationConfig(seed=0, num_inference_steps=1))])
     assert list(worker.batches) == [1, 1, 1]
+
+
+def test_models_lists_every_scenarios_models_without_loading_them(tiny_pipe, monkeypatch):
+    from helpers import tiny_pipeline
+
+    loaded = []
+
+    def fake_generator(spec, scheduler=None):  # a tiny pipeline named like the generator asked for
+        loaded.append(str(spec))
+        pipe = tiny_pipeline(0)
+        pipe.name = str(spec)
+        return pipe
+
+    monkeypatch.setattr("pmg.generation.loading.load_generator", fake_generator)
+    monkeypatch.setattr("pmg.scoring.scorers.load_scorer", lambda name: ColourScorer())
+    monkeypatch.setattr("pmg.keywords.extract.build_extractor", lambda *a, **k: KeywordExtractor(ScriptedLLM(_answer)))
+    pmg = PMG.from_names(captioner=None)  # every scenario's own models (pmg serve)
+    with TestClient(create_app(pmg)) as c:
+        scenarios = c.get("/v1/models").json()["scenarios"]
+        assert loaded == ["pmg-mini"]  # listing loads nothing
+        assert scenarios["emoticon"] == {"status": "loaded", "generator": "pmg-mini", "scorer": "colour",
+                                         "soft": "soft:soft-emoticon", "default_grid": [[0, 4], [1, 3], [2, 2], [3, 1], [4, 0]]}
+        assert scenarios["movie"]["status"] == "loaded" and scenarios["movie"]["soft"] is None
+        assert scenarios["clothing"] == {"status": "not loaded", "generator": "pmg-mini-fashion", "scorer": "pmg-mini-fashion",
+                                         "soft": "soft:soft-clothing", "default_grid": [[1, 1.5], [2, 2]]}
+        pmg.for_scenario("clothing")
+        clothing = c.get("/v1/models").json()["scenarios"]["clothing"]
+        assert clothing["status"] == "loaded" and clothing["generator"] == "pmg-mini-fashion" and loaded == ["pmg-mini", "pmg-mini-fashion"]

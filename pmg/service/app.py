@@ -140,12 +140,14 @@ def health(request: Request):
 
 @guarded.get("/v1/models")
 def models(request: Request):
+    """The default scenario's models, and under 'scenarios' each scenario's (those not loaded yet are
+    listed as their first user will load them)."""
     pmg, _ = _state(request).ready()
     soft = pmg.soft if isinstance(pmg.soft, dict) else {"*": pmg.soft} if pmg.soft else {}
     return {"llm": pmg.extractor.llm.name, "generator": pmg.generator.name, "scorer": pmg.scorer.name,
             "soft": {k: v.name for k, v in soft.items()}, "default_steps": pmg.generator.default_steps,
             "default_alpha": pmg.generator.default_alpha, "default_grid": [list(w) for w in pmg.generator.default_grid],
-            "default_noises": getattr(pmg.generator, "default_noises", 1)}
+            "default_noises": getattr(pmg.generator, "default_noises", 1), "scenarios": pmg.scenario_models()}
 
 
 @guarded.post("/v1/keywords", response_model=KeywordsOut)
