@@ -243,3 +243,39 @@ def test_models_lists_every_scenarios_models_without_loading_them(tiny_pipe, mon
         pmg.for_scenario("clothing")
         clothing = c.get("/v1/models").json()["scenarios"]["clothing"]
         assert clothing["status"] == "loaded" and clothing["generator"] == "pmg-mini-fashion" and loaded == ["pmg-mini", "pmg-mini-fashion"]
+
+
+class _LoadingLLM(ScriptedLLM):
+    """An LLM that loads in the background (like llama.cpp's process): ``wait_ready`` blocks until it has."""
+
+    def __init__(self, error: Exception | None = None):
+        super().__init__(_answer)
+        self.error, self.gate = error, threading.Event()
+
+    def wait_ready(self):
+        self.gate.wait(10)
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.mark.parametrize("error", [None, __import__("pmg.errors", fromlist=["ModelLoadError"]).ModelLoadError("llama.cpp: cannot load /m.gguf")])
+def test_health_is_ready_once_the_llm_has_loaded_and_names_its_failure(tiny_pipe, error):
+    llm = _LoadingLLM(error)
+    pmg = PMG(KeywordExtractor(llm), tiny_pipe, ColourScorer())
+    with TestClient(create_app(lambda: pmg)) as c:
+        for _ in range(25):  # the other models are loaded; the LLM is still loading
+            if c.get("/v1/health").json()["status"] != "loading":
+                break
+            threading.Event().wait(0.02)
+        first = c.get("/v1/health")
+        llm.gate.set()
+        for _ in range(200):
+            h = c.get("/v1/health")
+            if h.json()["status"] != "loading":
+                break
+            threading.Event().wait(0.05)
+    assert first.status_code == 503 and first.json()["status"] == "loading"
+    if error is None:
+        assert h.json() == {"status": "ready"}
+    else:
+        assert h.status_code == 503 and h.json() == {"status": "failed", "detail": "ModelLoadError: llama.cpp: cannot load /m.gguf"}

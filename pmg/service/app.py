@@ -84,6 +84,9 @@ class _State:
     def start(self, load: Callable[[], PMG] | PMG) -> None:
         try:
             pmg = load() if callable(load) else load
+            wait_ready = getattr(getattr(pmg.extractor, "llm", None), "wait_ready", None)
+            if wait_ready is not None:  # an LLM loading in the background (llama.cpp's process): ready once it has
+                wait_ready()
             self.worker = Worker(pmg, max_batch=self.cfg.max_batch, queue_size=self.cfg.queue_size,
                                  batch_window_s=self.cfg.batch_window_s).start()
             self.pmg = pmg
