@@ -250,3 +250,31 @@ def test_wordnet_offset_past_the_end_is_an_error(tmp_path):
     wn = tiny_wordnet(tmp_path)
     with pytest.raises(ValueError, match="no synset line"):
         wn.synset(10_000_000)
+
+
+def test_emoji_generator_trains_from_a_pool_holds_themes_out_and_resumes_compact(tmp_path, capsys):
+    """``train_generator`` on tiny emoji art: conditions from a pool encoded once, a held-out theme, a
+    compact fp16 checkpoint, and a new run resumed from it at the same step."""
+    from pathlib import Path
+
+    from training.pmg_mini.compact import load_compact, save_compact
+    from training.pmg_mini.train_generator import TrainConfig, train
+
+    _tiny_art(tmp_path / "art")
+    unet_cfg = json.loads((Path(__file__).parents[1] / "training/pmg_mini/configs/unet.json").read_text())
+    unet_cfg.update(block_out_channels=[32, 32, 32], norm_num_groups=8, attention_head_dim=4)
+    (tmp_path / "unet.json").write_text(json.dumps(unet_cfg))
+    common = dict(data=str(tmp_path / "art"), unet_config=str(tmp_path / "unet.json"), batch_size=4, warmup=2,
+                  ckpt_every=2, export_every=2, log_every=1, threads=1, pool_batches=3, exclude_themes="theme0-stuff")
+    train(TrainConfig(run=str(tmp_path / "a"), steps=2, **common))
+    out = capsys.readouterr().out
+    assert "1 themes held out of the simulated users: theme0-stuff" in out
+    assert json.loads((tmp_path / "a/pool/info.json").read_text())["shape"][:3] == [3, 4, 96]
+    ck = torch.load(tmp_path / "a/ckpt.pt", weights_only=False)
+    compact = save_compact(ck["unet"], ck["ema"], ck["step"], tmp_path / "resume.safetensors")
+    train(TrainConfig(run=str(tmp_path / "b"), steps=3, resume_compact=str(compact), **common))
+    assert "at step 2 (a fresh optimiser)" in capsys.readouterr().out
+    assert [int(r.split(",")[0]) for r in (tmp_path / "b/log.csv").read_text().splitlines()[1:]] == [3]
+    unet_b, _, step_b, _ = load_compact(save_compact(*(torch.load(tmp_path / "b/ckpt.pt", weights_only=False)[k]
+                                                        for k in ("unet", "ema", "step")), tmp_path / "b.safetensors"))
+    assert step_b == 3 and not torch.equal(unet_b["conv_in.weight"], load_compact(compact)[0]["conv_in.weight"])
