@@ -19,7 +19,7 @@ __all__ = ["MAX_STEPS", "MAX_GRID", "MAX_GUIDANCE", "MAX_THREADS", "MAX_SEED", "
            "MAX_NEGATIVE_PROMPT_CHARS", "MAX_USER_FILE_BYTES", "MAX_JSON_DEPTH", "MAX_USER_ID_CHARS", "MAX_TITLE_CHARS",
            "MAX_TEXT_CHARS", "MAX_MESSAGE_CHARS", "MAX_ATTRIBUTES", "MAX_ATTRIBUTE_KEY_CHARS", "MAX_ATTRIBUTE_VALUE_CHARS",
            "MAX_IMAGE_BYTES", "MAX_HISTORY_ITEMS", "MAX_CONVERSATIONS", "MAX_EDITED_PREFERENCE", "MAX_EDITED_TARGET",
-           "MAX_WORKERS", "MAX_USERS_PER_CALL", "MAX_SERVE_BATCH", "MAX_QUEUE", "MAX_TIMEOUT_S", "MAX_PORT",
+           "MAX_EDITED_KEYWORD_CHARS", "MAX_WORKERS", "MAX_USERS_PER_CALL", "MAX_SERVE_BATCH", "MAX_QUEUE", "MAX_TIMEOUT_S", "MAX_PORT",
            "OPTION_BOUNDS", "check_number", "check_integer", "check_threads", "check_seed", "check_writable_dir"]
 
 # generation (GenerationConfig, the CLI's options, the service's options)
@@ -52,6 +52,7 @@ MAX_IMAGE_BYTES = 2 * 1024 * 1024
 MAX_HISTORY_ITEMS = 100
 MAX_CONVERSATIONS = 20
 MAX_EDITED_PREFERENCE, MAX_EDITED_TARGET = 10, 5  # keywords edited on the page
+MAX_EDITED_KEYWORD_CHARS = 100  # each of them (a keyword is a short phrase)
 
 # processes: pmg batch and pmg serve
 MAX_WORKERS = 256

@@ -10,15 +10,15 @@ import base64
 import binascii
 import dataclasses
 import typing
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from pmg.api import OPTION_NAMES, GenerationConfig
 from pmg.behaviours.schema import Item, Scenario, Target, UserBehaviours, check_image
 from pmg.errors import InputError, PMGError
-from pmg.limits import (MAX_CONVERSATIONS, MAX_EDITED_PREFERENCE, MAX_EDITED_TARGET, MAX_GRID, MAX_HISTORY_ITEMS,
-                        MAX_IMAGE_BYTES, OPTION_BOUNDS)
+from pmg.limits import (MAX_CONVERSATIONS, MAX_EDITED_KEYWORD_CHARS, MAX_EDITED_PREFERENCE, MAX_EDITED_TARGET, MAX_GRID,
+                        MAX_HISTORY_ITEMS, MAX_IMAGE_BYTES, OPTION_BOUNDS)
 
 
 class _Strict(BaseModel):
@@ -80,11 +80,14 @@ OptionsIn = create_model(
 OptionsIn.to_config = _to_config
 
 
+EditedKeyword = Annotated[str, Field(max_length=MAX_EDITED_KEYWORD_CHARS)]
+
+
 class KeywordsIn(_Strict):
     """Keywords to generate with instead of asking the LLM (edited on the page)."""
 
-    preference: list[str] = Field(default_factory=list, max_length=MAX_EDITED_PREFERENCE)
-    target: list[str] = Field(min_length=1, max_length=MAX_EDITED_TARGET)
+    preference: list[EditedKeyword] = Field(default_factory=list, max_length=MAX_EDITED_PREFERENCE)
+    target: list[EditedKeyword] = Field(min_length=1, max_length=MAX_EDITED_TARGET)
 
 
 class UserIn(UserBehaviours):

@@ -148,8 +148,29 @@ class Worker:
             j.finish("done", result=r)
 
 
+def _edited(keywords: list[str], where: str) -> list[str]:
+    """Edited keywords cleaned like any behaviour field (``clean_field``); ones left empty are dropped."""
+    from pmg.behaviours.to_text import clean_field
+    from pmg.errors import InputError
+    from pmg.limits import MAX_EDITED_KEYWORD_CHARS
+
+    out = []
+    for i, k in enumerate(keywords):
+        if not isinstance(k, str) or len(k) > MAX_EDITED_KEYWORD_CHARS:
+            raise InputError(f"{where}[{i}]: a text of at most {MAX_EDITED_KEYWORD_CHARS} characters, "
+                             f"got {len(k) if isinstance(k, str) else k!r}")
+        if clean_field(k):
+            out.append(clean_field(k))
+    return out
+
+
 def with_keywords(result: KeywordResult | None, preference: list[str], target: list[str]) -> KeywordResult:
-    """Keywords given by the caller (edited on the page) instead of the LLM's."""
+    """Keywords given by the caller (edited on the page) instead of the LLM's, cleaned (``_edited``)."""
+    from pmg.errors import InputError
+
+    preference, target = _edited(preference, "keywords.preference"), _edited(target, "keywords.target")
+    if not target:
+        raise InputError("keywords.target: no keyword left once markup and control characters are removed")
     base = result or KeywordResult(preference=[], target=[])
     return dataclasses.replace(base, preference=list(preference), target=list(target), cached=False, llm_calls=0,
                                model=base.model or "user-edited")
