@@ -24,7 +24,7 @@ from pmg.llm.grammar import phrase_list_schema
 __all__ = ["KeywordResult", "KeywordExtractor", "ALGORITHM_VERSION", "build_extractor"]
 
 # bump when parsing or ranking changes, so cached keywords made the old way are not served
-ALGORITHM_VERSION = 14
+ALGORITHM_VERSION = 15
 
 
 def keyword_schema(min_items: int, max_items: int) -> dict:
@@ -239,12 +239,12 @@ class KeywordExtractor:
             captions = [c for c in map(image_caption, evidence[: len(recent.history)]) if c]
             evidence = [without_labels(e) for e in evidence]
             shared = {**frequent_words(titles, exclude=_echo_words(prompts)), **category_keywords(titles)}
-            # what the distinct items' annotations share ("zodiac"), and when their titles share no word, what
-            # they are (WordNet: "tool" for hammer, wrench and saw)
+            # distinct items whose titles share no word and no category: what they are (WordNet: "tool" for
+            # hammer, wrench and saw) and what their annotations share ("zodiac" for Aries, Leo and Pisces)
             distinct = list(dict.fromkeys((t, clean_field(it.text)) for t, it in zip(titles, recent.history)))
-            shared |= annotation_keywords([x for _, x in distinct], exclude=_echo_words(prompts))
             if not frequent_words([t for t, _ in distinct]) and not category_keywords([t for t, _ in distinct]):
-                shared |= theme_keywords([t for t, _ in distinct])
+                shared |= {**theme_keywords([t for t, _ in distinct]),
+                           **annotation_keywords([x for _, x in distinct], exclude=_echo_words(prompts))}
             shared |= frequent_phrases(captions)  # what most item images show: an art style the captioner names
             from_attributes = {**shared, **from_attributes}
         if from_attributes:
