@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pmg.behaviours.schema import load_user  # noqa: E402
+from pmg.behaviours.to_text import without_labels  # noqa: E402
 from pmg.evaluation.stats import bootstrap_ci  # noqa: E402
 from pmg.keywords.extract import build_extractor  # noqa: E402
 from pmg.keywords.ground import content_words, is_english  # noqa: E402
@@ -137,7 +138,8 @@ def junk_keywords(users, res) -> tuple[int, list[str]]:
     prompt_words = load_prompt_set(users[0].scenario.value).words()
     n_kw, bad = 0, []
     for u, r in zip(users, res):
-        text = user_text(u) + " " + " ".join(r.behaviour_text)  # the image captions are behaviours too
+        # the image captions are behaviours too; the label "image:" that introduces them is not
+        text = user_text(u) + " " + " ".join(map(without_labels, r.behaviour_text))
         for k in r.preference + r.target:
             n_kw += 1
             if junk(k, text, prompt_words):
