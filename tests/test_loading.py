@@ -145,3 +145,15 @@ def test_a_generator_moved_to_a_device_leaves_the_shared_minilm_where_it_was():
     assert {p.device.type for p in pipe.text_encoder.parameters()} == {"meta"}
     _, shared = load_minilm()
     assert {p.device.type for p in shared.parameters()} == {"cpu"}
+
+
+def test_a_file_that_is_no_gguf_is_refused_before_the_llm_process_starts(tmp_path):
+    from pmg.errors import ModelLoadError
+    from pmg.llm.process import ProcessLLM
+
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a gguf")
+    with pytest.raises(ModelLoadError, match="not a GGUF file"):
+        ProcessLLM(bad)
+    with pytest.raises(ModelLoadError, match="could not load .*missing.gguf"):
+        ProcessLLM(tmp_path / "missing.gguf")

@@ -43,12 +43,24 @@ def _recv(stream):
     return pickle.loads(stream.read(n))
 
 
+def _check_gguf(path: Path) -> None:
+    """ModelLoadError unless ``path`` is a readable file that starts with GGUF's magic bytes."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise ModelLoadError(f"could not load {path}: {e.strerror or e}") from None
+    if magic != b"GGUF":
+        raise ModelLoadError(f"could not load {path}: not a GGUF file (it starts with {magic!r})")
+
+
 class ProcessLLM:
     """An ``XLlamaCppLLM`` living in a child process; same ``generate`` and ``name``."""
 
     supports_json_schema = True
 
     def __init__(self, gguf: str | Path, n_threads: int = 2, name: str | None = None, n_parallel: int = 2):
+        _check_gguf(Path(gguf))  # a file that is no GGUF is refused now, not on the first request
         args = {"gguf": str(gguf), "n_threads": int(n_threads), "name": name, "n_parallel": int(n_parallel)}
         env = dict(os.environ, OMP_NUM_THREADS=str(int(n_threads)))
         self._proc = subprocess.Popen([sys.executable, "-m", "pmg.llm.process"], stdin=subprocess.PIPE,
