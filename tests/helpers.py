@@ -182,3 +182,23 @@ def tiny_pmg():
     from pmg.keywords.extract import KeywordExtractor
 
     return PMG(KeywordExtractor(ScriptedLLM(animal_answer)), tiny_pipeline(0), ColourScorer())
+
+
+def patch_tiny_models(monkeypatch, answer=animal_answer) -> list[str]:
+    """``PMG.from_names`` loads tiny seeded models instead of the real ones: a tiny pipeline named like the
+    generator asked for, ``ColourScorer``, and a keyword stage answered by ``answer``. Returns the list of
+    generator names loaded, in order."""
+    from pmg.keywords.extract import KeywordExtractor
+
+    loaded: list[str] = []
+
+    def fake_generator(spec, scheduler=None):
+        loaded.append(str(spec))
+        pipe = tiny_pipeline(0)
+        pipe.name = str(spec)
+        return pipe
+
+    monkeypatch.setattr("pmg.generation.loading.load_generator", fake_generator)
+    monkeypatch.setattr("pmg.scoring.scorers.load_scorer", lambda name: ColourScorer())
+    monkeypatch.setattr("pmg.keywords.extract.build_extractor", lambda *a, **k: KeywordExtractor(ScriptedLLM(answer)))
+    return loaded

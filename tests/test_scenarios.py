@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import ColourScorer, ScriptedLLM, animal_answer, tiny_pipeline
+from helpers import ColourScorer, ScriptedLLM, animal_answer, patch_tiny_models, tiny_pipeline
 from PIL import Image
 from test_cli import _args, _user, fake_llm_server, tiny_models  # noqa: F401  (fixtures)
 
@@ -229,14 +229,7 @@ def test_an_adapter_folder_serves_only_the_generator_it_was_trained_for(tmp_path
     adapter.mkdir()
     (adapter / SOFT_CONFIG_NAME).write_text(json.dumps({"generator": trained_for}))
 
-    def fake_generator(spec, scheduler=None):  # a tiny pipeline named like the generator asked for
-        pipe = tiny_pipeline(0)
-        pipe.name = str(spec)
-        return pipe
-
-    monkeypatch.setattr("pmg.generation.loading.load_generator", fake_generator)
-    monkeypatch.setattr("pmg.scoring.scorers.load_scorer", lambda name: ColourScorer())
-    monkeypatch.setattr("pmg.keywords.extract.build_extractor", lambda *a, **k: KeywordExtractor(ScriptedLLM(animal_answer)))
+    patch_tiny_models(monkeypatch)
     assert default_model("clothing") == "pmg-mini-fashion"
     pmg = PMG.from_names(captioner=None, soft=str(adapter))  # every scenario (pmg serve)
     assert pmg.for_scenario(mine).soft_for(mine).name == "soft:my-adapter"

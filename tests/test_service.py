@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from helpers import ColourScorer, ScriptedLLM, animal_answer
+from helpers import ColourScorer, ScriptedLLM, animal_answer, patch_tiny_models
 
 from pmg.api import PMG, GenerationConfig
 from pmg.keywords.extract import KeywordExtractor
@@ -218,19 +218,7 @@ def test_worker_keeps_only_the_latest_batch_sizes(tiny_pipe):
 
 
 def test_models_lists_every_scenarios_models_without_loading_them(tiny_pipe, monkeypatch):
-    from helpers import tiny_pipeline
-
-    loaded = []
-
-    def fake_generator(spec, scheduler=None):  # a tiny pipeline named like the generator asked for
-        loaded.append(str(spec))
-        pipe = tiny_pipeline(0)
-        pipe.name = str(spec)
-        return pipe
-
-    monkeypatch.setattr("pmg.generation.loading.load_generator", fake_generator)
-    monkeypatch.setattr("pmg.scoring.scorers.load_scorer", lambda name: ColourScorer())
-    monkeypatch.setattr("pmg.keywords.extract.build_extractor", lambda *a, **k: KeywordExtractor(ScriptedLLM(_answer)))
+    loaded = patch_tiny_models(monkeypatch, _answer)
     pmg = PMG.from_names(captioner=None)  # every scenario's own models (pmg serve)
     with TestClient(create_app(pmg)) as c:
         scenarios = c.get("/v1/models").json()["scenarios"]
