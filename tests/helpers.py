@@ -202,3 +202,21 @@ def patch_tiny_models(monkeypatch, answer=animal_answer) -> list[str]:
     monkeypatch.setattr("pmg.scoring.scorers.load_scorer", lambda name: ColourScorer())
     monkeypatch.setattr("pmg.keywords.extract.build_extractor", lambda *a, **k: KeywordExtractor(ScriptedLLM(answer)))
     return loaded
+
+
+def waits_behind_a_load(load_call, other_call, loading, gate) -> bool:
+    """Whether ``other_call`` (in a thread) waits for ``load_call``'s load in progress: ``load_call`` runs in a
+    thread until its loader sets ``loading`` and blocks on ``gate``; ``other_call`` gets 2 s to finish."""
+    import threading
+
+    loader = threading.Thread(target=load_call)
+    loader.start()
+    assert loading.wait(5)
+    other = threading.Thread(target=other_call)
+    other.start()
+    other.join(2)
+    waited = other.is_alive()
+    gate.set()
+    loader.join(5)
+    other.join(5)
+    return waited

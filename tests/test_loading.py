@@ -42,18 +42,10 @@ def test_lazy_start_does_not_wait_for_a_load_in_progress():
         gate.wait(10)
         return "model"
 
+    from helpers import waits_behind_a_load
+
     lazy = Lazy(load)
-    getter = threading.Thread(target=lazy.get)
-    getter.start()
-    assert loading.wait(5)
-    starter = threading.Thread(target=lazy.start)
-    starter.start()
-    starter.join(2)
-    alive = starter.is_alive()
-    gate.set()
-    getter.join(5)
-    starter.join(5)
-    assert not alive, "start() waited for another caller's load"
+    assert not waits_behind_a_load(lazy.get, lazy.start, loading, gate), "start() waited for another caller's load"
     assert lazy.get() == "model"
 
 

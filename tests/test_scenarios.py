@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import ColourScorer, ScriptedLLM, animal_answer, patch_tiny_models, tiny_pipeline
+from helpers import ColourScorer, ScriptedLLM, animal_answer, patch_tiny_models, tiny_pipeline, waits_behind_a_load
 from PIL import Image
 from test_cli import _args, _user, fake_llm_server, tiny_models  # noqa: F401  (fixtures)
 
@@ -203,16 +203,7 @@ def test_a_scenario_loading_holds_up_no_other_and_a_failed_load_is_remembered():
     pmg = PMG(KeywordExtractor(ScriptedLLM(animal_answer)), tiny_pipeline(0), ColourScorer(),
               scenarios={"clothing": slow, "movie": lambda: movie, "emoticon": broken})
     assert pmg.for_scenario("movie") is movie
-    loader = threading.Thread(target=pmg.for_scenario, args=("clothing",))
-    loader.start()
-    assert loading.wait(5)
-    other = threading.Thread(target=pmg.for_scenario, args=("movie",))
-    other.start()
-    other.join(2)
-    waited = other.is_alive()
-    gate.set()
-    loader.join(5)
-    other.join(5)
+    waited = waits_behind_a_load(lambda: pmg.for_scenario("clothing"), lambda: pmg.for_scenario("movie"), loading, gate)
     assert not waited, "a loaded scenario waited for another scenario's load"
     for _ in range(3):
         with pytest.raises(ConfigError, match="/nowhere"):
