@@ -6,6 +6,7 @@ import pytest
 from helpers import ScriptedLLM
 
 from pmg.behaviours.schema import parse_user
+from pmg.keywords.categories import WORDNET_DIR
 from pmg.keywords.extract import KeywordExtractor, keyword_schema
 from pmg.keywords.ground import KeywordGrounder
 from pmg.keywords.parse import frequent_words, parse_answer, trim_keyword
@@ -207,3 +208,21 @@ def test_item_text_labels_and_repeats_do_not_make_keywords(tmp_path):
     user2 = parse_user({"user_id": "u", "scenario": "emoticon", "history": history[:3] + [planted] + history[4:],
                         "target": {"message": "so happy"}})
     assert "pirate" not in KeywordExtractor(llm, captioner=Captioner(), grounder=KeywordGrounder(_toy_embed))(user2).preference
+
+
+@pytest.mark.skipif(not (WORDNET_DIR / "index.noun").is_file(), reason="Debian's wordnet-base is not installed")
+def test_items_named_by_what_they_are_when_a_shared_word_is_vague_or_annotations_are_missing():
+    """Marks of every kind share only "mark": they are punctuation. Devices whose annotations mostly say
+    "computer" are computer things, though the battery has no annotation at all."""
+    llm = ScriptedLLM(lambda t: "happy" if "just wrote" in t else "cute; cartoon")
+
+    def user(items):
+        history = [{"title": t, "text": x} for t, x in items]
+        return parse_user({"user_id": "u", "scenario": "emoticon", "history": history, "target": {"message": "so happy"}})
+
+    marks = user([("red exclamation mark", "!, exclamation, mark, punctuation"), ("red question mark", "?, mark, question"),
+                  ("white question mark", "?, mark, outlined"), ("double exclamation mark", "!, bangbang")])
+    assert "punctuation" in KeywordExtractor(llm, grounder=KeywordGrounder(_toy_embed))(marks).preference
+    devices = user([("electric plug", "electric, electricity, plug"), ("desktop computer", "computer, desktop"),
+                    ("battery", ""), ("trackball", "computer"), ("laptop", "computer, pc"), ("computer mouse", "computer, mouse")])
+    assert "computer" in KeywordExtractor(llm, grounder=KeywordGrounder(_toy_embed))(devices).preference

@@ -134,6 +134,20 @@ def test_annotation_keywords_only_from_keyword_lists():
     # prose is no annotation: nothing from film credits
     assert annotation_keywords(["Directed by Ridley Scott. Country: USA.", "Directed by Ang Lee. Country: USA."]) == {}
     assert annotation_keywords(["aries, ram, zodiac"]) == {}  # one item supports nothing
+    # an item with one annotation or none still counts: "computer" in 4 of 6 items
+    texts = ["electric, plug", "computer, desktop", "", "computer", "computer, laptop, pc", "computer, mouse"]
+    assert annotation_keywords(texts) == {"computer": 4 / 6}
+    assert annotation_keywords(["computer, desktop", "ram, zodiac"]) == {}  # half of two items is one item
+    assert annotation_keywords(["", "computer"]) == {}
+
+
+@pytest.mark.skipif(not (WORDNET_DIR / "index.noun").is_file(), reason="Debian's wordnet-base is not installed")
+def test_a_vague_shared_word_is_named_precisely():
+    marks = ["red exclamation mark", "red question mark", "white question mark", "double exclamation mark"]
+    assert list(theme_keywords(marks, under="mark", top_k=1)) == ["punctuation"]
+    # only kinds of the shared word: a cat is no kind of cat, a heart's other senses are not hearts
+    assert theme_keywords(["grinning cat", "cat with tears of joy", "pouting cat"], under="cat") == {}
+    assert theme_keywords(["red heart", "broken heart", "sparkling heart", "yellow heart"], under="heart") == {}
 
 
 def test_held_out_themes_join_no_family_but_stay_targets():

@@ -164,13 +164,16 @@ def _name(words: tuple[str, ...]) -> tuple[str, float]:
 
 
 def theme_keywords(titles: list[str], min_share: float = 0.6, wordnet: WordNetNouns | None = None,
-                   top_k: int = 2) -> dict[str, float]:
+                   top_k: int = 2, under: str | None = None) -> dict[str, float]:
     """What the items are, when they share no word: the WordNet hypernym that at least ``min_share`` of the
     titles (and two) fall under, named by its commonest lemma, with that share. Among the hypernyms that
     cover the most titles, the most specific one whose name is a common word (``MIN_ZIPF``) and not
     ``ABSTRACT`` wins: ["hammer", "wrench", "screwdriver", "saw"] -> {"tool": 1.0}. A title counts once
     for a hypernym, whichever of its nouns and senses (``SENSES``) reaches it, so one item alone never
-    names a theme. ``CATEGORY_WORDS``' three categories are ``category_keywords``' and not repeated."""
+    names a theme. ``CATEGORY_WORDS``' three categories are ``category_keywords``' and not repeated.
+
+    ``under``: only hypernyms that are a kind of ``under`` (a word the titles share), a more precise name
+    for what it says: ["red exclamation mark", "white question mark"], under "mark" -> {"punctuation": 1.0}."""
     wn = wordnet or _wordnet()
     if wn is None or len(titles) < 2:
         return {}
@@ -190,6 +193,8 @@ def theme_keywords(titles: list[str], min_share: float = 0.6, wordnet: WordNetNo
         words = wn.synset(o)[0]
         if n < need or any(w in ABSTRACT for w in words):
             continue
+        if under is not None and not any(under in wn.synset(a)[0] for a in wn.ancestors(o) if a != o):
+            continue
         name, zipf = _name(words)
         if zipf < MIN_ZIPF or name in CATEGORY_WORDS.values():
             continue
@@ -200,13 +205,15 @@ def theme_keywords(titles: list[str], min_share: float = 0.6, wordnet: WordNetNo
 
 def annotation_keywords(texts: list[str], min_share: float = 0.5, exclude: set[str] = frozenset()) -> dict[str, float]:
     """Words most items' annotations share, when every item's text is a list of short keywords (an emoji's
-    CLDR keywords, "aries, ram, zodiac"), with that share; prose ("Directed by ...") says nothing here."""
+    CLDR keywords, "aries, ram, zodiac"; one keyword or none counts too), with that share over all the
+    items; prose ("Directed by ...") says nothing here."""
     from pmg.keywords.parse import frequent_words
 
     def is_keyword_list(text: str) -> bool:
-        parts = [p.strip() for p in text.split(",")]
-        return len(parts) >= 2 and all(0 < len(p.split()) <= 3 for p in parts)
+        return all(0 < len(p.split()) <= 3 for p in text.split(","))
 
-    if len(texts) < 2 or not all(map(is_keyword_list, texts)):
+    said = [t for t in texts if t.strip()]  # an item without annotations ("battery") shares none of them
+    if len(said) < 2 or not all(map(is_keyword_list, said)) or not any("," in t for t in said):
         return {}
-    return frequent_words(texts, min_share=min_share, exclude=exclude)
+    shares = frequent_words([t if t.strip() else "" for t in texts], min_share=min_share, exclude=exclude)
+    return {w: share for w, share in shares.items() if round(share * len(texts)) >= 2}  # two items, never one

@@ -24,7 +24,7 @@ from pmg.llm.grammar import phrase_list_schema
 __all__ = ["KeywordResult", "KeywordExtractor", "ALGORITHM_VERSION", "build_extractor"]
 
 # bump when parsing or ranking changes, so cached keywords made the old way are not served
-ALGORITHM_VERSION = 15
+ALGORITHM_VERSION = 16
 
 
 def keyword_schema(min_items: int, max_items: int) -> dict:
@@ -242,9 +242,13 @@ class KeywordExtractor:
             # distinct items whose titles share no word and no category: what they are (WordNet: "tool" for
             # hammer, wrench and saw) and what their annotations share ("zodiac" for Aries, Leo and Pisces)
             distinct = list(dict.fromkeys((t, clean_field(it.text)) for t, it in zip(titles, recent.history)))
-            if not frequent_words([t for t, _ in distinct]) and not category_keywords([t for t, _ in distinct]):
-                shared |= {**theme_keywords([t for t, _ in distinct]),
+            distinct_titles = [t for t, _ in distinct]
+            common = frequent_words(distinct_titles)
+            if not common and not category_keywords(distinct_titles):
+                shared |= {**theme_keywords(distinct_titles),
                            **annotation_keywords([x for _, x in distinct], exclude=_echo_words(prompts))}
+            for word in (w for w in common if " " not in w):  # a vague shared word said precisely: "mark" -> punctuation
+                shared |= theme_keywords(distinct_titles, under=word, top_k=1)
             shared |= frequent_phrases(captions)  # what most item images show: an art style the captioner names
             from_attributes = {**shared, **from_attributes}
         if from_attributes:
