@@ -292,3 +292,18 @@ def test_emoji_generator_trains_from_a_pool_holds_themes_out_and_resumes_compact
     unet_b, _, step_b, _ = load_compact(save_compact(*(torch.load(tmp_path / "b/ckpt.pt", weights_only=False)[k]
                                                         for k in ("unet", "ema", "step")), tmp_path / "b.safetensors"))
     assert step_b == 3 and not torch.equal(unet_b["conv_in.weight"], load_compact(compact)[0]["conv_in.weight"])
+    # a finished run carried in the compact file becomes the layout the model export reads: the EMA, fp16
+    from diffusers import UNet2DConditionModel
+
+    from training.pmg_mini.compact import export_compact
+
+    full = save_compact(*(ck[k] for k in ("unet", "ema", "step")), tmp_path / "c.safetensors", json.loads((tmp_path / "a/config.json").read_text()))
+    assert export_compact(full, tmp_path / "c") == 2
+    from safetensors.torch import load_file
+
+    assert json.loads((tmp_path / "c/export/unet/train_step.json").read_text()) == {"step": 2}
+    stored = load_file(tmp_path / "c/export/unet/diffusion_pytorch_model.safetensors")
+    assert stored["conv_in.weight"].dtype == torch.float16
+    assert torch.equal(stored["conv_in.weight"], ck["ema"]["conv_in.weight"].half())
+    exported = UNet2DConditionModel.from_pretrained(tmp_path / "c/export", subfolder="unet")
+    assert exported.config.block_out_channels == (32, 32, 32)

@@ -6,6 +6,8 @@ optimiser, re-warmed over ``warmup`` steps. The file is removed when the model s
 
     python -m training.pmg_mini.compact --ckpt RUN/ckpt.pt            # write RESUME_PATH
     python -m training.pmg_mini.train_generator ... --resume-compact training/pmg_mini/resume/generator.safetensors
+    python -m training.pmg_mini.compact --export-to RUN               # a finished run's EMA as RUN/export/unet
+    python -m training.pmg_mini.export --gen-run RUN --out MODEL_DIR  # then assemble the model folder
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["RESUME_PATH", "save_compact", "load_compact"]
+__all__ = ["RESUME_PATH", "save_compact", "load_compact", "export_compact"]
 
 RESUME_PATH = Path(__file__).parent / "resume" / "generator.safetensors"
 
@@ -46,11 +48,36 @@ def load_compact(path: Path) -> tuple[dict, dict, int, dict]:
     return unet, ema, int(meta["step"]), json.loads(meta.get("config", "{}"))
 
 
+def export_compact(path: Path, run: Path) -> int:
+    """The EMA of ``save_compact``'s file as ``run/export/unet`` (fp16 diffusers layout) with the run's
+    ``config.json``: what ``training.pmg_mini.export --gen-run run`` reads. Returns the step."""
+    from training.pmg_mini.train_generator import build_unet, export
+
+    _, ema, step, config = load_compact(path)
+    if not config.get("unet_config"):
+        raise SystemExit(f"{path}: no run config in its metadata (written by an older compact?)")
+    unet = build_unet(config["unet_config"], None, config.get("factor", 2))
+    unet.load_state_dict(ema)
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(config, indent=2))
+    export(unet, run, step)
+    return step
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--ckpt", type=Path, required=True, help="a train_generator run's ckpt.pt")
+    ap.add_argument("--ckpt", type=Path, default=None, help="a train_generator run's ckpt.pt")
     ap.add_argument("--out", type=Path, default=RESUME_PATH)
+    ap.add_argument("--export-to", type=Path, default=None,
+                    help="write the EMA of --out's compact file as RUN/export/unet instead")
     a = ap.parse_args()
+    if a.export_to is not None:
+        step = export_compact(a.out, a.export_to)
+        print(f"step {step}: {a.out} -> {a.export_to / 'export' / 'unet'}")
+        return
+    if a.ckpt is None:
+        ap.error("--ckpt (a run's ckpt.pt) or --export-to RUN is needed")
     ck = torch.load(a.ckpt, weights_only=False, map_location="cpu")
     config_file = a.ckpt.parent / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
