@@ -306,4 +306,4 @@ def test_emoji_generator_trains_from_a_pool_holds_themes_out_and_resumes_compact
     assert stored["conv_in.weight"].dtype == torch.float16
     assert torch.equal(stored["conv_in.weight"], ck["ema"]["conv_in.weight"].half())
     exported = UNet2DConditionModel.from_pretrained(tmp_path / "c/export", subfolder="unet")
-    assert exported.config.block_out_channels == (32, 32, 32)
+    assert list(exported.config.block_out_channels) == [32, 32, 32]
