@@ -6,7 +6,8 @@ optimiser, re-warmed over ``warmup`` steps. The file is removed when the model s
 
     python -m training.pmg_mini.compact --ckpt RUN/ckpt.pt            # write RESUME_PATH
     python -m training.pmg_mini.train_generator ... --resume-compact training/pmg_mini/resume/generator.safetensors
-    python -m training.pmg_mini.compact --export-to RUN               # a finished run's EMA as RUN/export/unet
+    python -m training.pmg_mini.compact --ckpt RUN/ckpt.pt --ema-only # a finished run: its EMA alone
+    python -m training.pmg_mini.compact --export-to RUN               # the EMA as RUN/export/unet
     python -m training.pmg_mini.export --gen-run RUN --out MODEL_DIR  # then assemble the model folder
 """
 
@@ -25,7 +26,8 @@ RESUME_PATH = Path(__file__).parent / "resume" / "generator.safetensors"
 
 
 def save_compact(unet_state: dict, ema_state: dict, step: int, path: Path = RESUME_PATH, config: dict | None = None) -> Path:
-    """Write ``unet.*`` and ``ema.*`` tensors in fp16 with the step (and the run's config) as metadata."""
+    """Write ``unet.*`` and ``ema.*`` tensors in fp16 with the step (and the run's config) as metadata.
+    An empty ``unet_state`` keeps the EMA alone (a finished run: half the size)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"unet.{k}": v.detach().to(torch.float16).contiguous() for k, v in unet_state.items()}
@@ -45,7 +47,7 @@ def load_compact(path: Path) -> tuple[dict, dict, int, dict]:
     tensors = load_file(str(path))
     unet = {k[5:]: v.float() for k, v in tensors.items() if k.startswith("unet.")}
     ema = {k[4:]: v.float() for k, v in tensors.items() if k.startswith("ema.")}
-    return unet, ema, int(meta["step"]), json.loads(meta.get("config", "{}"))
+    return unet or dict(ema), ema, int(meta["step"]), json.loads(meta.get("config", "{}"))  # EMA alone: go on from it
 
 
 def export_compact(path: Path, run: Path) -> int:
@@ -69,6 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, default=None, help="a train_generator run's ckpt.pt")
     ap.add_argument("--out", type=Path, default=RESUME_PATH)
+    ap.add_argument("--ema-only", action="store_true", help="keep the EMA alone (a finished run)")
     ap.add_argument("--export-to", type=Path, default=None,
                     help="write the EMA of --out's compact file as RUN/export/unet instead")
     a = ap.parse_args()
@@ -81,7 +84,7 @@ def main() -> None:
     ck = torch.load(a.ckpt, weights_only=False, map_location="cpu")
     config_file = a.ckpt.parent / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    out = save_compact(ck["unet"], ck["ema"], ck["step"], a.out, config)
+    out = save_compact({} if a.ema_only else ck["unet"], ck["ema"], ck["step"], a.out, config)
     print(f"step {ck['step']} -> {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
