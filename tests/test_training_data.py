@@ -122,6 +122,34 @@ def test_benchmark_train_users_become_composition_and_history_rows(tmp_path):
         load_bench_examples(str(garments), index)
 
 
+def test_named_preference_windows_say_the_theme_as_the_keyword_stage_does():
+    """``--p-named``: a simulated user's preference window carries the theme words the keyword stage finds
+    without the LLM (a word the labels share; else the annotation words the items share), the art style
+    and a few labels, never a theme word that only one item supports."""
+    import random
+
+    from training.pmg_mini.compose import EmojiIndex
+
+    def meta(h, label, tags, sub):
+        return {"hexcode": h, "label": label, "tags": tags, "group": "g", "subgroup": sub, "style": "noto", "split": "train"}
+
+    metas = [meta("1F63A", "grinning cat", ["cat", "happy"], "cat"), meta("1F431", "cat face", ["cat", "pet"], "cat"),
+             meta("1F408", "cat", ["pet"], "cat"), meta("2648", "aries", ["ram", "zodiac"], "zodiac"),
+             meta("264C", "leo", ["lion", "zodiac"], "zodiac"), meta("2653", "pisces", ["fish", "zodiac"], "zodiac")]
+    index = EmojiIndex(metas, p_named=1.0)
+    assert index.shared_words(["1F63A", "1F431", "1F408"])[0] == "cat"
+    zodiac = index.shared_words(["2648", "264C", "2653"])
+    assert "zodiac" in zodiac and not {"ram", "lion", "fish"} & set(zodiac)
+    rng = random.Random(0)
+    windows = [index.preference_words("sub:zodiac", ["2648", "264C", "2653", "2648"], "noto", rng) for _ in range(200)]
+    assert all(zodiac[0] in w for w in windows)  # the strongest theme word always ("constellation" with WordNet)
+    assert sum("zodiac" in w for w in windows) / 200 > 0.5
+    assert 0.8 < sum("noto style" in w for w in windows) / 200 < 0.97
+    assert 0.5 < sum("aries" in w for w in windows) / 200 < 0.9  # the most used item's label, often
+    plain = EmojiIndex(metas, p_named=0.0)  # the labels-and-tags windows
+    assert all("aries" in plain.preference_words("sub:zodiac", ["2648"] * 4, "noto", rng) for _ in range(50))
+
+
 def test_generator_learning_rate_warms_up_holds_and_decays():
     from training.pmg_mini.train_generator import TrainConfig, learning_rate
 

@@ -102,9 +102,13 @@ class EmojiIndex:
     """The training concepts per style, families, usage weights and mined compositions."""
 
     def __init__(self, metas: list[dict], usage: dict[str, float] | None = None, styles: tuple[str, ...] | None = None,
-                 exclude_subgroups: frozenset[str] = frozenset()):
+                 exclude_subgroups: frozenset[str] = frozenset(), p_named: float = 0.0):
         """``exclude_subgroups``: themes no simulated user has (an evaluation's held-out themes): their emoji
-        join no family, so they are never a user's favourites; they stay targets and plain captions."""
+        join no family, so they are never a user's favourites; they stay targets and plain captions.
+        ``p_named``: the share of preference windows named the way the keyword stage names a theme
+        (``named_preference_words``) rather than from the items' labels and tags."""
+        self.p_named = p_named
+        self._shared: dict[tuple[str, ...], list[str]] = {}
         self.by_key = {(m["hexcode"], m["style"]): i for i, m in enumerate(metas)}
         self.concepts: dict[str, dict] = {}
         for m in metas:
@@ -171,7 +175,44 @@ class EmojiIndex:
             words.insert(0, label)
         return words[: rng.randint(3, 5)]
 
+    def shared_words(self, history: list[str]) -> list[str]:
+        """What the keyword stage names from these items without the LLM, strongest first: the words most
+        labels share, their WordNet category, else the hypernym they fall under and the annotation words
+        they share ("doctor, medicine" for pills, syringe and stethoscope). Cached per set of items."""
+        key = tuple(sorted(set(history)))
+        if key not in self._shared:
+            from pmg.keywords.categories import annotation_keywords, category_keywords, theme_keywords
+            from pmg.keywords.parse import frequent_words
+
+            titles = [self.concepts[h]["label"].lower() for h in history]
+            distinct = [self.concepts[h] for h in dict.fromkeys(history)]
+            dtitles = [m["label"].lower() for m in distinct]
+            shared = {**frequent_words(titles), **category_keywords(titles)}
+            common = frequent_words(dtitles)
+            if not common and not category_keywords(dtitles):
+                shared |= {**theme_keywords(dtitles), **annotation_keywords([", ".join(m["tags"]) for m in distinct])}
+            for word in (w for w in common if " " not in w):
+                shared |= theme_keywords(dtitles, under=word, top_k=1)
+            self._shared[key] = sorted(shared, key=lambda w: -shared[w])
+        return list(self._shared[key])
+
+    def named_preference_words(self, history: list[str], style: str, rng: random.Random) -> list[str]:
+        """A preference window as the keyword stage writes it: the art style first, the theme words it
+        names (``shared_words``), a few of the items' labels (the LLM repeats the most used ones), 0-2
+        off-topic words."""
+        words = self.shared_words(history)[: rng.randint(1, 4)]
+        if rng.random() < 0.9:
+            words.insert(rng.randint(0, min(2, len(words))), f"{style} style")
+        by_use = sorted(dict.fromkeys(history), key=lambda h: (-history.count(h), -self.usage[h], h))
+        words += [self.concepts[h]["label"].lower() for h in by_use[: rng.choice((0, 1, 1, 2, 3))]]
+        for _ in range(rng.choice((0, 0, 1, 2))):
+            other = self.concepts[rng.choice(self.all)]
+            words.insert(rng.randint(0, len(words)), rng.choice([other["label"].lower()] + [t.lower() for t in other["tags"]]))
+        return list(dict.fromkeys(words))[:10]
+
     def preference_words(self, family: str, history: list[str], style: str, rng: random.Random) -> list[str]:
+        if rng.random() < self.p_named and self.shared_words(history):
+            return self.named_preference_words(history, style, rng)
         counts: dict[str, float] = {}
         for h in history:
             m = self.concepts[h]

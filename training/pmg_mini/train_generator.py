@@ -84,7 +84,8 @@ class TrainConfig:
     # otherwise only train the scorer; a concept with no training image in any style stays out
     extra_splits: str = ""
     # the keyword stage's real outputs for a benchmark's train users (``bench_examples``; emoticons or
-    # clothing), this share of the batch: its truth at a composing ratio, a history item at 4:0
+    # clothing; comma-separated files for emoji), this share of the batch: its truth at a composing ratio,
+    # a history item at 4:0
     bench_examples: str = ""
     p_bench: float = 0.1
     # emoji: subgroups no simulated user has as a theme (comma-separated), or a benchmark's info.json whose
@@ -92,6 +93,10 @@ class TrainConfig:
     exclude_themes: str = ""
     # > 0: conditions encoded once into a pool of this many batches (``training.pmg_mini.pool``), cycled
     pool_batches: int = 0
+    # emoji: the share of simulated users' preference windows named as the keyword stage names a theme
+    # (its style phrase, the theme words WordNet and the annotations give, a few labels;
+    # ``EmojiIndex.named_preference_words``) instead of from the items' labels and tags
+    p_named: float = 0.0
     # a ``training.pmg_mini.compact`` file to start from when RUN has no ckpt.pt (a fresh optimiser)
     resume_compact: str = ""
     # fashion: the 3:1 band keeps the target's garment type (``GarmentSource.keep_type``)
@@ -154,7 +159,7 @@ def load_bench_examples(path: str, index: EmojiIndex) -> list[dict]:
     if not path:
         return []
     rows = []
-    for line in Path(path).read_text().splitlines():
+    for line in (line for p in path.split(",") if p for line in Path(p).read_text().splitlines()):
         r = json.loads(line)
         if "truth" not in r:
             raise ValueError(f"{path}: user {r.get('user_id')!r} has no emoji 'truth' (a clothing benchmark's rows "
@@ -406,7 +411,7 @@ def batch_source(cfg: TrainConfig):
     x, metas = load_data(cfg.data, cfg.image_size, extra_splits=cfg.extra_splits)
     n_train = sum(m["split"] == "train" for m in metas)  # first in ``metas``: the composition examples' rows
     held_out = excluded_themes(cfg.exclude_themes)
-    index = EmojiIndex(metas[:n_train], usage_weights(metas[:n_train]), exclude_subgroups=held_out)
+    index = EmojiIndex(metas[:n_train], usage_weights(metas[:n_train]), exclude_subgroups=held_out, p_named=cfg.p_named)
     if held_out:
         print(f"{len(held_out)} themes held out of the simulated users: {', '.join(sorted(held_out))}")
     bench = load_bench_examples(cfg.bench_examples, index)
