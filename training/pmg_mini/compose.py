@@ -197,7 +197,7 @@ class EmojiIndex:
         return list(self._shared[key])
 
     def named_preference_words(self, history: list[str], style: str, rng: random.Random) -> list[str]:
-        """A preference window as the keyword stage writes it: the art style first, the theme words it
+        """A preference window as the keyword stage writes it: the art style (among the first three), the theme words it
         names (``shared_words``), a few of the items' labels (the LLM repeats the most used ones), 0-2
         off-topic words."""
         words = self.shared_words(history)[: rng.randint(1, 4)]
