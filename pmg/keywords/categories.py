@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pmg.keywords.parse import _singular
 
-__all__ = ["WordNetNouns", "category_keywords", "theme_keywords", "annotation_keywords", "CATEGORY_WORDS"]
+__all__ = ["WordNetNouns", "category_keywords", "theme_keywords", "annotation_keywords", "shared_theme_words", "CATEGORY_WORDS"]
 
 WORDNET_DIR = Path(os.environ.get("PMG_WORDNET_DIR", "/usr/share/wordnet"))
 
@@ -217,3 +217,23 @@ def annotation_keywords(texts: list[str], min_share: float = 0.5, exclude: set[s
         return {}
     shares = frequent_words([t if t.strip() else "" for t in texts], min_share=min_share, exclude=exclude)
     return {w: share for w, share in shares.items() if round(share * len(texts)) >= 2}  # two items, never one
+
+
+def shared_theme_words(titles: list[str], texts: list[str], exclude: set[str] = frozenset()) -> dict[str, float]:
+    """What the items are, named without the LLM, with each word's share of the items: the words most
+    titles share and their WordNet category ("food" for pizza and fries); when the distinct items' titles
+    share no word and no category, the hypernym they fall under ("tool" for hammer, wrench and saw) and
+    the words their annotations share ("zodiac" for Aries, Leo and Pisces); and a vague shared word said
+    precisely ("mark" -> "punctuation"). ``texts``: each item's text (its annotation keywords), aligned
+    with ``titles``; ``exclude``: words never returned from the titles' or annotations' shared words."""
+    from pmg.keywords.parse import frequent_words
+
+    shared = {**frequent_words(titles, exclude=exclude), **category_keywords(titles)}
+    distinct = list(dict.fromkeys(zip(titles, texts)))
+    distinct_titles = [t for t, _ in distinct]
+    common = frequent_words(distinct_titles)
+    if not common and not category_keywords(distinct_titles):
+        shared |= {**theme_keywords(distinct_titles), **annotation_keywords([x for _, x in distinct], exclude=exclude)}
+    for word in (w for w in common if " " not in w):
+        shared |= theme_keywords(distinct_titles, under=word, top_k=1)
+    return shared

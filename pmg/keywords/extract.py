@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pmg.behaviours.schema import Scenario, UserBehaviours
 from pmg.behaviours.to_text import ITEM_TEXT_LABELS, SUMMARY_INPUT_CHARS, ItemDescriber, clean_field, image_caption, without_labels
 from pmg.io.cache import JsonCache, cache_key
-from pmg.keywords.categories import annotation_keywords, category_keywords, theme_keywords
+from pmg.keywords.categories import shared_theme_words
 from pmg.keywords.ground import KeywordGrounder, content_words
 from pmg.keywords.moods import MOOD_WORDS, WORD_TO_MOOD, detect_mood, mood_of_keywords
-from pmg.keywords.parse import (attribute_keywords, drop_field_labels, frequent_phrases, frequent_words, normalize_keyword,
+from pmg.keywords.parse import (attribute_keywords, drop_field_labels, frequent_phrases, normalize_keyword,
                                 parse_answer, rank_keywords)
 from pmg.keywords.templates import PromptSet, load_prompt_set
 from pmg.llm.base import LLM, ChatRequest
@@ -234,21 +234,12 @@ class KeywordExtractor:
                     prompts: PromptSet) -> list[str]:
         """Merge the per-attribute answers, keep what the behaviours support, rank, top k."""
         from_attributes = attribute_keywords([it.attributes for it in recent.history])
-        if self.grounder is not None:  # what most items' titles share (a word, a WordNet category or hypernym) is one more vote
+        if self.grounder is not None:  # what the items are (``shared_theme_words``) is one more vote
             titles = [clean_field(it.title) for it in recent.history]  # titles: not "genres: ..." text
             captions = [c for c in map(image_caption, evidence[: len(recent.history)]) if c]
             evidence = [without_labels(e) for e in evidence]
-            shared = {**frequent_words(titles, exclude=_echo_words(prompts)), **category_keywords(titles)}
-            # distinct items whose titles share no word and no category: what they are (WordNet: "tool" for
-            # hammer, wrench and saw) and what their annotations share ("zodiac" for Aries, Leo and Pisces)
-            distinct = list(dict.fromkeys((t, clean_field(it.text)) for t, it in zip(titles, recent.history)))
-            distinct_titles = [t for t, _ in distinct]
-            common = frequent_words(distinct_titles)
-            if not common and not category_keywords(distinct_titles):
-                shared |= {**theme_keywords(distinct_titles),
-                           **annotation_keywords([x for _, x in distinct], exclude=_echo_words(prompts))}
-            for word in (w for w in common if " " not in w):  # a vague shared word said precisely: "mark" -> punctuation
-                shared |= theme_keywords(distinct_titles, under=word, top_k=1)
+            texts = [clean_field(it.text) for it in recent.history]
+            shared = shared_theme_words(titles, texts, exclude=_echo_words(prompts))
             shared |= frequent_phrases(captions)  # what most item images show: an art style the captioner names
             from_attributes = {**shared, **from_attributes}
         if from_attributes:

@@ -176,23 +176,14 @@ class EmojiIndex:
         return words[: rng.randint(3, 5)]
 
     def shared_words(self, history: list[str]) -> list[str]:
-        """What the keyword stage names from these items without the LLM, strongest first: the words most
-        labels share, their WordNet category, else the hypernym they fall under and the annotation words
-        they share ("doctor, medicine" for pills, syringe and stethoscope). Cached per set of items."""
+        """What the keyword stage names from these items without the LLM (``shared_theme_words``), strongest
+        first ("doctor, medicine" for pills, syringe and stethoscope). Cached per set of items."""
         key = tuple(sorted(set(history)))
         if key not in self._shared:
-            from pmg.keywords.categories import annotation_keywords, category_keywords, theme_keywords
-            from pmg.keywords.parse import frequent_words
+            from pmg.keywords.categories import shared_theme_words
 
-            titles = [self.concepts[h]["label"].lower() for h in history]
-            distinct = [self.concepts[h] for h in dict.fromkeys(history)]
-            dtitles = [m["label"].lower() for m in distinct]
-            shared = {**frequent_words(titles), **category_keywords(titles)}
-            common = frequent_words(dtitles)
-            if not common and not category_keywords(dtitles):
-                shared |= {**theme_keywords(dtitles), **annotation_keywords([", ".join(m["tags"]) for m in distinct])}
-            for word in (w for w in common if " " not in w):
-                shared |= theme_keywords(dtitles, under=word, top_k=1)
+            shared = shared_theme_words([self.concepts[h]["label"].lower() for h in history],
+                                        [", ".join(self.concepts[h]["tags"]) for h in history])
             self._shared[key] = sorted(shared, key=lambda w: -shared[w])
         return list(self._shared[key])
 
