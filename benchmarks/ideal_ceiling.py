@@ -17,8 +17,9 @@ and its median rank. With `--seeds K` it also draws "told its name" from K noise
 of them (an oracle choosing among K candidates, as PMG chooses among its grid): what no scorer choosing
 among K images could beat. A benchmark's ideal-image rate above that would need luck; the gap
 between splits whose themes the generator's simulated users had (train) and those held out (val, test)
-is what the held-out themes cost. **told its name, scorer's pick of K** is what PMG's own selection makes
-of the same K images: the one the scorer finds most like the target text. Builds the benchmark on first use, as `pmg eval` does. Not a test.
+is what the held-out themes cost. **told its name, scorer's pick of K** is what PMG's own selection
+makes of the same K images: the one the scorer finds most like the target text. Builds the benchmark
+on first use, as `pmg eval` does. Not a test.
 """
 
 from __future__ import annotations
@@ -99,9 +100,10 @@ def main() -> None:
                         grids.append(pipe.prepare_grid(target, pref, weights=[w], latents=latents))
                         keys.append((u, probe, k))
             outs = pipe.denoise_grids(grids, num_inference_steps=a.steps)
-            for (u, probe, k), out in zip(keys, outs):
+            named = dict(zip(chunk, scorer.embed_texts([named_target(truth[u]) for u in chunk])))
+            fits = (scorer.embed_images([out.images[0] for out in outs]) * torch.stack([named[u] for u, _, _ in keys])).sum(-1)
+            for (u, probe, k), out, fit in zip(keys, outs, fits.tolist()):
                 t = truth[u]
-                fit = float(scorer.embed_images(out.images)[0] @ scorer.embed_texts([named_target(t)])[0])
                 hexes = refs.by_style[t["style"]][0]
                 rank, dist = ideal_ranks(lp, out.images, refs.features(lp, t["style"]), hexes.index(t["target_hexcode"]))[0]
                 rows.append({"user": u, "split": name, "probe": probe, "noise": k, "rank": rank, "lpips": dist, "fit": fit,
