@@ -26,7 +26,8 @@ import torch
 from PIL import Image
 
 from pmg.behaviours.schema import UserBehaviours
-from pmg.conditioning.weighting import DEFAULT_GRID, normalize_weights
+from pmg.conditioning.weighting import DEFAULT_GRID
+from pmg.config import OPTION_NAMES, GenerationConfig, check_noises
 from pmg.errors import ConfigError
 from pmg.generation.protocol import Generator
 from pmg.keywords.extract import KeywordExtractor, KeywordResult
@@ -34,6 +35,7 @@ from pmg.lazy import Lazy
 from pmg.scoring.select import select_best, similarity_scores, z_scores
 
 if TYPE_CHECKING:
+    from pmg.pictures.gallery import Gallery
     from pmg.scoring.scorers import Scorer
     from pmg.soft.embedder import SoftEmbedder
 
@@ -116,102 +118,16 @@ def _models_to_load(generator: str, scorer: str, soft: str | Path | None, scenar
             "default_grid": grid}
 
 
+def _index_gallery(folder: Path, scorer, cache_dir) -> "Gallery":
+    from pmg.pictures.gallery import Gallery
+
+    return Gallery.index(folder, scorer, cache_dir)
+
+
 def default_cache_dir() -> Path:
     import os
 
     return Path(os.environ.get("PMG_CACHE_DIR", Path.home() / ".cache" / "pmg"))
-
-
-def _checked_grid(weights) -> tuple[tuple[float, float], ...]:
-    """A grid as given ('0:4,2:2' or pairs) -> validated (w_p, w_t) float pairs, or ConfigError naming the bad value."""
-    from pmg.conditioning.weighting import parse_grid
-    from pmg.limits import MAX_GRID, MAX_WEIGHT, check_number
-
-    if isinstance(weights, str):
-        try:
-            weights = parse_grid(weights)
-        except ValueError as e:
-            raise ConfigError(f"weights: {e}") from None
-    try:
-        pairs = tuple((float(wp), float(wt)) for wp, wt in weights)
-    except (TypeError, ValueError):
-        raise ConfigError(f"weights must be (w_p, w_t) pairs, got {weights!r}") from None
-    if not 1 <= len(pairs) <= MAX_GRID:
-        raise ConfigError(f"weights: the grid must have 1 to {MAX_GRID} pairs, got {len(pairs)}")
-    for wp, wt in pairs:
-        check_number(wp, "weights (w_p)", 0.0, MAX_WEIGHT)
-        check_number(wt, "weights (w_t)", 0.0, MAX_WEIGHT)
-        try:
-            normalize_weights(wp, wt)
-        except ValueError as e:
-            raise ConfigError(f"weights: {e}") from None
-    return pairs
-
-
-def check_noises(noises, n_weights: int) -> None:
-    """An integer >= 1 whose grid (weightings x noises) stays within ``MAX_GRID`` candidates."""
-    from pmg.limits import MAX_GRID
-
-    if isinstance(noises, bool) or not isinstance(noises, int) or noises < 1:
-        raise ConfigError(f"noises must be an integer >= 1, got {noises!r}")
-    if noises * n_weights > MAX_GRID:
-        raise ConfigError(f"noises {noises} x {n_weights} weightings = {noises * n_weights} candidates, at most {MAX_GRID}")
-
-
-OPTION_NAMES = {"num_inference_steps": "steps", "guidance_scale": "guidance"}  # field -> option (CLI, service)
-
-
-@dataclass
-class GenerationConfig:
-    seed: int = 0
-    alpha: float | None = None  # None: the generator's default_alpha (the paper's 0.5 unless its folder says)
-    weights: tuple[tuple[float, float], ...] | None = None  # None: the generator's default_grid (the paper's 0:4 ... 4:0 unless its folder says)
-    num_inference_steps: int | None = None  # None: the generator's default_steps (pmg-mini: 10)
-    guidance_scale: float = 4.0
-    negative_prompt: str = ""
-    use_keywords: bool = True  # False: the paper's "without keywords" ablation
-    use_soft: bool = True  # False: the paper's "without soft embeddings" ablation
-    weighting: Literal["embedding", "guidance"] = "embedding"  # or per-condition guidance (pmg.conditioning.weighting)
-    noises: int | None = None  # initial noises per weighting (None: the generator's default_noises, 1 unless its folder says)
-
-    def __post_init__(self):
-        """The one place generation options are validated (the CLI and the service only parse); the
-        bounds are ``pmg.limits``'. Errors use the options' short names (``OPTION_NAMES``)."""
-        from pmg.conditioning.weighting import WEIGHTINGS
-        from pmg.limits import MAX_NEGATIVE_PROMPT_CHARS, OPTION_BOUNDS, check_integer, check_number, check_seed
-
-        check_seed(self.seed, "seed")
-        if self.alpha is not None:
-            check_number(self.alpha, "alpha", *OPTION_BOUNDS["alpha"])
-        check_number(self.guidance_scale, "guidance", *OPTION_BOUNDS["guidance_scale"])
-        if self.num_inference_steps is not None:
-            check_integer(self.num_inference_steps, "steps", *OPTION_BOUNDS["num_inference_steps"])
-        if self.weights is not None:
-            self.weights = _checked_grid(self.weights)
-        if self.weighting not in WEIGHTINGS:
-            raise ConfigError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {self.weighting!r}")
-        if self.noises is not None:
-            check_noises(self.noises, len(self.weights) if self.weights is not None else 1)
-        if not isinstance(self.negative_prompt, str) or len(self.negative_prompt) > MAX_NEGATIVE_PROMPT_CHARS:
-            raise ConfigError(f"negative_prompt: a text of at most {MAX_NEGATIVE_PROMPT_CHARS} characters, "
-                              f"got {len(self.negative_prompt) if isinstance(self.negative_prompt, str) else self.negative_prompt!r}")
-
-    @classmethod
-    def from_options(cls, **options) -> "GenerationConfig":
-        """A config from the option names the CLI and the service use (``steps``, ``guidance``; the others
-        as the fields); an option given as None takes the field's default. The one mapping of options."""
-        fields = {OPTION_NAMES.get(f.name, f.name): f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - set(fields))
-        if unknown:
-            raise ConfigError(f"unknown generation option(s): {', '.join(unknown)}")
-        return cls(**{fields[k]: v for k, v in options.items() if v is not None})
-
-    def to_dict(self) -> dict:
-        """JSON-ready options (manifests, batch keys and summaries): the grid as lists; None where the
-        generator's own default applies."""
-        d = dataclasses.asdict(self)
-        d["weights"] = None if self.weights is None else [list(w) for w in self.weights]
-        return d
 
 
 @dataclass(frozen=True)
@@ -231,6 +147,7 @@ class ModelSpec:
     threads: int | None = None
     soft: str | None = "auto"
     scenario: str | None = None  # with 'auto' models: the scenario to load for (None: each one's, on first use)
+    gallery: str | None = "auto"  # where targets find picture exemplars ('auto': the generator's own)
 
     def __call__(self) -> "PMG":
         return PMG.from_names(**dataclasses.asdict(self))
@@ -258,6 +175,7 @@ class PMGResult:
     timings: dict[str, float]
     models: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+    pictures: list[dict] = field(default_factory=list)  # the image prompts that went in (role, content hash, source)
 
     @property
     def best_image(self) -> Image.Image:
@@ -267,11 +185,15 @@ class PMGResult:
 class PMG:
     def __init__(self, extractor: KeywordExtractor, generator: Generator, scorer: Scorer,
                  soft: SoftEmbedder | dict[str, SoftEmbedder] | None = None, *,
-                 scenarios: dict[str, Callable[[], "PMG"]] | None = None, scenario_models: dict[str, dict] | None = None):
+                 scenarios: dict[str, Callable[[], "PMG"]] | None = None, scenario_models: dict[str, dict] | None = None,
+                 gallery=None):
         """``scenarios``: scenario -> a loader of the PMG that serves that scenario's users with its own
         models (called on its first user); users of other scenarios are served by this one.
-        ``scenario_models``: scenario -> what its loader loads, told before it does (``scenario_models()``)."""
+        ``scenario_models``: scenario -> what its loader loads, told before it does (``scenario_models()``).
+        ``gallery``: a ``pmg.pictures.gallery.Gallery`` (or a ``Lazy`` of one) indexed with ``scorer``, where
+        targets without a picture find their exemplar (image prompts)."""
         self.extractor, self.generator, self.scorer, self.soft = extractor, generator, scorer, soft
+        self._gallery = gallery
         # Safe from several threads: the generator runs concurrently (a scheduler per call, locked
         # tokenizers); the keyword stage, soft embeddings and scorer each run one call at a time.
         self._keyword_lock, self._soft_lock, self._score_lock = threading.Lock(), threading.Lock(), threading.Lock()
@@ -295,13 +217,16 @@ class PMG:
         model_cache_dir: str | Path | None = None,
         threads: int | None = None,
         soft: str | Path | None = "auto",
+        gallery: str | Path | None = "auto",
     ) -> "PMG":
         """Models from names or local folders. 'auto' generator and scorer: each scenario's built-in model
         (``pmg.scenarios``): with ``scenario`` given, that scenario's; with None, the default scenario's
         first, and another scenario's own models when its first user comes. ``soft`` 'auto': the
         adapter bundled with the generator for each scenario; 'none' or None: no soft embeddings; an
         adapter folder: with ``scenario`` given, that scenario's; with None, the scenarios whose generator
-        it was trained for (the others get their bundled one)."""
+        it was trained for (the others get their bundled one). ``gallery``: a folder of pictures with captions
+        where targets find exemplars (``pmg.pictures.gallery``); 'auto': the generator folder's own
+        ``gallery/``; None or 'none': no exemplars."""
         from pmg.keywords.extract import build_extractor
         from pmg.scenarios import DEFAULT_SCENARIO, SCENARIOS, resolve_models
         from pmg.scoring.scorers import load_scorer
@@ -320,7 +245,8 @@ class PMG:
         extractor = build_extractor(llm, backend=llm_backend, threads=threads or 2, model_name=llm_model_name,
                                     model_cache_dir=model_cache_dir, cache_dir=cache_dir,
                                     captioner=build_captioner(captioner, scorer_obj, sc))
-        pmg = cls._with_models(extractor, gen, scorer_obj, scheduler=scheduler, soft=own_soft, model_cache_dir=model_cache_dir)
+        pmg = cls._with_models(extractor, gen, scorer_obj, scheduler=scheduler, soft=own_soft, model_cache_dir=model_cache_dir,
+                               gallery=gallery)
         if scenario is None:
             for other in SCENARIOS:
                 models = resolve_models(generator, scorer, other)
@@ -328,17 +254,21 @@ class PMG:
                     other_soft = soft_for_generator(soft, models[0])
                     pmg._scenarios[other] = Lazy(functools.partial(
                         pmg._sibling, *models, captioner=captioner, scheduler=scheduler, soft=other_soft,
-                        model_cache_dir=model_cache_dir))
+                        model_cache_dir=model_cache_dir, gallery=gallery))
                     pmg._scenario_specs[other] = _models_to_load(*models, other_soft, other)
         return pmg
 
     @classmethod
     def _with_models(cls, extractor: KeywordExtractor, generator: str, scorer: Scorer, *, scheduler: str | None,
-                     soft: str | Path | None, model_cache_dir: str | Path) -> "PMG":
-        """The generator and the soft-embedding adapters loaded around a keyword stage and a scorer."""
+                     soft: str | Path | None, model_cache_dir: str | Path, gallery: str | Path | None = "auto") -> "PMG":
+        """The generator and the soft-embedding adapters (and the reference gallery, indexed on first use)
+        loaded around a keyword stage and a scorer."""
         from pmg.generation.loading import load_generator
+        from pmg.pictures.gallery import gallery_folder
 
         pipe = load_generator(generator, scheduler=scheduler)
+        folder = gallery_folder(gallery, generator) if getattr(pipe, "takes_images", False) else None
+        lazy_gallery = Lazy(functools.partial(_index_gallery, folder, scorer, model_cache_dir)) if folder else None
         soft_obj = None
         if soft is not None and soft != "none":
             from pmg.soft.embedder import load_soft
@@ -359,9 +289,9 @@ class PMG:
                 soft_obj = {scenario: lazy(folder) for scenario, folder in bundled_adapters(generator).items()} or None
             else:
                 soft_obj = lazy(soft)
-        return cls(extractor, pipe, scorer, soft=soft_obj)
+        return cls(extractor, pipe, scorer, soft=soft_obj, gallery=lazy_gallery)
 
-    def _sibling(self, generator: str, scorer: str, *, captioner, scheduler, soft, model_cache_dir) -> "PMG":
+    def _sibling(self, generator: str, scorer: str, *, captioner, scheduler, soft, model_cache_dir, gallery="auto") -> "PMG":
         """A PMG with other models around this one's LLM (loaded once, and run one call at a time)."""
         import copy
 
@@ -371,7 +301,7 @@ class PMG:
         extractor = copy.copy(self.extractor)
         extractor.captioner = build_captioner(captioner, scorer_obj, scorer)
         pmg = type(self)._with_models(extractor, generator, scorer_obj, scheduler=scheduler, soft=soft,
-                                      model_cache_dir=model_cache_dir)
+                                      model_cache_dir=model_cache_dir, gallery=gallery)
         pmg._keyword_lock = self._keyword_lock
         return pmg
 
@@ -403,6 +333,11 @@ class PMG:
         return {"status": "loaded", "generator": self.generator.name, "scorer": self.scorer.name,
                 "soft": adapter.name if adapter is not None else None,
                 "default_grid": [list(w) for w in getattr(self.generator, "default_grid", DEFAULT_GRID)]}
+
+    @property
+    def gallery(self):
+        """The reference gallery (indexed on first use), or None."""
+        return self._gallery.get() if isinstance(self._gallery, Lazy) else self._gallery
 
     def keywords(self, user: UserBehaviours) -> KeywordResult:
         pmg = self.for_scenario(user.scenario.value)
@@ -496,20 +431,23 @@ class PMG:
         return results  # type: ignore[return-value]
 
     def _select_many(self, users, configs, keywords, outs, preps) -> list[PMGResult]:
-        """Score every user's candidates in one scorer call each for images and texts."""
+        """Score every user's candidates (and their image prompts) in one scorer call each for images and texts."""
         t0 = time.perf_counter()
         texts = [t for kw in keywords for t in [", ".join(kw.target)] + ([", ".join(kw.preference)] if kw.preference else [])]
+        pics = [(p["pictures"].target, p["pictures"].history) for p in preps]
         with self._score_lock:
-            img = self.scorer.embed_images([im for out in outs for im in out.images])
+            img = self.scorer.embed_images([im for out in outs for im in out.images] + [im for t, h in pics for im in t + h])
             txt = self.scorer.embed_texts(texts)
         score_s = (time.perf_counter() - t0) / len(users)
         results, i_img, i_txt = [], 0, 0
-        for user, config, kw, out, prep in zip(users, configs, keywords, outs, preps):
+        i_pic = sum(len(out.images) for out in outs)  # the pictures' embeddings follow all candidates'
+        for user, config, kw, out, prep, (t, h) in zip(users, configs, keywords, outs, preps, pics):
             n = len(out.images)
             e_img, e_t = img[i_img : i_img + n], txt[i_txt]
             e_p = txt[i_txt + 1] if kw.preference else None
-            i_img, i_txt = i_img + n, i_txt + (2 if kw.preference else 1)
-            results.append(self._select(user, config, kw, out, prep, e_img, e_t, e_p, score_s))
+            e_pics = (img[i_pic : i_pic + len(t)], img[i_pic + len(t) : i_pic + len(t) + len(h)])
+            i_img, i_txt, i_pic = i_img + n, i_txt + (2 if kw.preference else 1), i_pic + len(t) + len(h)
+            results.append(self._select(user, config, kw, out, prep, e_img, e_t, e_p, score_s, e_pics))
         return results
 
     def _prepare(self, user: UserBehaviours, config: GenerationConfig, kw: KeywordResult, keyword_s: float) -> dict:
@@ -529,15 +467,44 @@ class PMG:
                 warnings.append("keywords disabled (--no-keywords): target-only generation")
         else:
             weights = list(config.weights)
+        pics, embeds = self._pictures(user, config, kw, timings)
+        warnings += pics.warnings
+        if pics.history and weights == [(0.0, 1.0)]:
+            weights = list(config.weights)  # the history's pictures are a preference condition of their own
         grid = self.generator.prepare_grid(kw.target, pref or None, weights=weights, soft_embeds=soft,
                                            negative_prompt=config.negative_prompt, weighting=config.weighting,
-                                           generator=torch.Generator().manual_seed(config.seed), noises=config.noises)
-        return {"grid": grid, "timings": timings, "warnings": warnings, "adapter": adapter}
+                                           generator=torch.Generator().manual_seed(config.seed), noises=config.noises,
+                                           target_image_embeds=embeds.get("target"),
+                                           preference_image_embeds=embeds.get("history"), image_scale=config.image_scale)
+        return {"grid": grid, "timings": timings, "warnings": warnings, "adapter": adapter, "pictures": pics}
+
+    def _pictures(self, user: UserBehaviours, config: GenerationConfig, kw: KeywordResult, timings: dict):
+        """The user's image prompts (``pmg.pictures.prompts``) and their generator embeddings, when the
+        generator takes pictures; else none."""
+        from pmg.pictures.prompts import PicturePrompts, choose_pictures
+
+        if not getattr(self.generator, "takes_images", False) or not (config.history_images or config.target_images):
+            return PicturePrompts(), {}
+        t0 = time.perf_counter()
+        gallery = self.gallery if config.target_images and user.target.item is None else None
+        with self._score_lock:
+            pics = choose_pictures(user, kw.target, k=config.image_k, history=config.history_images,
+                                   target=config.target_images, gallery=gallery, embed_text=self.scorer.embed_texts)
+        embeds = {role: self.generator.encode_images(images) for role, images in
+                  (("target", pics.target), ("history", pics.history)) if images}
+        timings["pictures_s"] = time.perf_counter() - t0
+        return pics, embeds
 
     def _select(self, user: UserBehaviours, config: GenerationConfig, kw: KeywordResult, out, prep: dict,
-                img: torch.Tensor, e_t: torch.Tensor, e_p: torch.Tensor | None, score_s: float) -> PMGResult:
-        """d_p, d_t of every candidate against the two keyword sets; keep the one maximising z."""
+                img: torch.Tensor, e_t: torch.Tensor, e_p: torch.Tensor | None, score_s: float,
+                e_pics: tuple[torch.Tensor, torch.Tensor] | None = None) -> PMGResult:
+        """d_p, d_t of every candidate against the two keyword sets (and, with image prompts, their
+        pictures: ``picture_weight``'s share); keep the one maximising z."""
+        from pmg.scoring.select import with_pictures
+
         d_p, d_t = similarity_scores(img, e_p, e_t)
+        if e_pics is not None:
+            d_p, d_t = with_pictures(img, d_p, d_t, e_pics[1], e_pics[0], config.picture_weight)
         z = z_scores(d_p, d_t, config.alpha)
         best = select_best(z)
         timings = dict(prep["timings"], scoring_s=score_s)
@@ -549,4 +516,5 @@ class PMG:
         models = {"llm": kw.model, "generator": self.generator.name, "scorer": self.scorer.name}
         if prep["adapter"] is not None:
             models["soft"] = prep["adapter"].name
-        return PMGResult(user.user_id, user.scenario.value, kw, cands, best, config, timings, models, prep["warnings"])
+        return PMGResult(user.user_id, user.scenario.value, kw, cands, best, config, timings, models, prep["warnings"],
+                         prep["pictures"].records)

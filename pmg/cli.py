@@ -114,41 +114,49 @@ def _model_args(p: argparse.ArgumentParser, *, generator: bool = True) -> None:
         p.add_argument("--scheduler", default=None, help="diffusers scheduler class to use instead of the folder's (e.g. DDIMScheduler)")
         p.add_argument("--soft", default="auto", help="soft-embedding adapter folder; 'auto': the generator's bundled one for "
                                                      "the scenario (if any); 'none': no soft embeddings")
+        p.add_argument("--gallery", default="auto", help="folder of pictures with captions where targets find exemplars "
+                                                        "(image prompts); 'auto': the generator's own; 'none'")
     _common_args(p)
 
 
 def _generation_args(p: argparse.ArgumentParser, *, ablations: bool = True) -> None:
-    """The generation options (``GenerationConfig``), declared once; None defaults are the generator's own."""
-    from pmg.conditioning.weighting import WEIGHTINGS
+    """The generation options, one per ``GenerationConfig`` field (its help, its option name; a true
+    boolean becomes ``--no-...``); ``ablations`` False leaves out the paper's ablations (``pmg eval``)."""
+    import dataclasses
+    import typing
 
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the generator's own, 10 for pmg-mini)")
-    p.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
-    p.add_argument("--alpha", type=float, default=None, help="z = a log d_p + (1-a) log d_t (default: the generator's own; the paper's 0.5)")
-    p.add_argument("--weights", default=None, help="grid of w_p:w_t ratios (default: the generator's own; the paper's 0:4,1:3,2:2,3:1,4:0 unless its folder says)")
-    p.add_argument("--noises", type=int, default=None, help="initial noises per weighting, all scored (default: the generator's own; 1, the paper's, unless its folder says)")
-    p.add_argument("--weighting", choices=WEIGHTINGS, default="embedding",
-                   help="how w_p:w_t act: 'embedding' weighs the encoded conditions (the paper), 'guidance' mixes per-condition guidance directions")
-    if ablations:
-        p.add_argument("--negative-prompt", default="", help="text the image should not show (default: none)")
-        p.add_argument("--no-keywords", action="store_true", help="ablation: do not condition on preference keywords")
-        p.add_argument("--no-soft", action="store_true", help="ablation: no soft preference embeddings")
+    from pmg.config import GenerationConfig, option_name
+
+    hints = typing.get_type_hints(GenerationConfig)
+    for f in dataclasses.fields(GenerationConfig):
+        if f.metadata.get("ablation") and not ablations:
+            continue
+        flag = "--" + (f.metadata.get("flag") or option_name(f.name).replace("_", "-"))
+        kind = hints[f.name]
+        if kind is bool:
+            p.add_argument(flag, dest=f.name, action="store_false" if f.default else "store_true", help=f.metadata["help"])
+        elif typing.get_origin(kind) is typing.Literal:
+            p.add_argument(flag, dest=f.name, choices=typing.get_args(kind), default=f.default, help=f.metadata["help"])
+        else:
+            base = next((t for t in (int, float) if kind in (t, t | None)), str)
+            p.add_argument(flag, dest=f.name, type=base, default=f.default, help=f.metadata["help"])
 
 
 def _generation_config(args):
-    """The one mapping of generation options to ``GenerationConfig`` (which validates them)."""
-    from pmg.api import GenerationConfig
+    """``GenerationConfig`` from the parsed options (it validates them; its errors name options, shown
+    here as the flags)."""
+    import dataclasses
 
-    options = dict(seed=args.seed, steps=args.steps, guidance=args.guidance, alpha=args.alpha, weights=args.weights,
-                   noises=args.noises, weighting=args.weighting)
-    if hasattr(args, "no_keywords"):
-        options.update(negative_prompt=args.negative_prompt, use_keywords=not args.no_keywords, use_soft=not args.no_soft)
+    from pmg.config import GenerationConfig, option_name
+
+    fields = [f for f in dataclasses.fields(GenerationConfig) if hasattr(args, f.name)]
     try:
-        return GenerationConfig.from_options(**options)
+        return GenerationConfig(**{f.name: getattr(args, f.name) for f in fields})
     except PMGError as e:  # the library names the option ('steps must be ...'); here it is '--steps'
         word, _, rest = str(e).partition(" ")
         name = word.rstrip(":")
-        raise type(e)(f"--{name.replace('_', '-')}{word[len(name):]} {rest}" if name in options else str(e)) from None
+        flags = {option_name(f.name): "--" + (f.metadata.get("flag") or option_name(f.name).replace("_", "-")) for f in fields}
+        raise type(e)(f"{flags[name]}{word[len(name):]} {rest}" if name in flags else str(e)) from None
 
 
 def _check_common(args) -> None:
@@ -168,9 +176,18 @@ def _cache_root(args) -> Path:
 
 def _soft(args) -> str | None:
     """--soft / --no-soft -> 'auto', None or an adapter folder (checked by ``check_specs``)."""
-    if getattr(args, "no_soft", False) or args.soft in ("none", ""):
+    if not getattr(args, "use_soft", True) or args.soft in ("none", ""):
         return None
     return args.soft
+
+
+def _gallery(args) -> str:
+    """--gallery: 'auto', 'none' or a folder (checked before anything loads)."""
+    from pmg.errors import InputError
+
+    if args.gallery not in ("auto", "none") and not Path(args.gallery).is_dir():
+        raise InputError(f"--gallery {args.gallery}: not a folder")
+    return args.gallery
 
 
 def _model_spec(args, *, scenarios: set[str], threads: int | None = None):
@@ -191,7 +208,7 @@ def _model_spec(args, *, scenarios: set[str], threads: int | None = None):
     return ModelSpec(args.llm, generator, scorer, args.captioner, llm_backend=args.llm_backend,
                      llm_model_name=args.llm_model_name, scheduler=args.scheduler,
                      cache_dir=None if args.no_cache else str(_cache_root(args)), model_cache_dir=str(_cache_root(args)),
-                     threads=threads or args.threads, soft=soft)
+                     threads=threads or args.threads, soft=soft, gallery=_gallery(args))
 
 
 # ------------------------------------------------------------------------------------ parser
@@ -294,6 +311,7 @@ def _add_eval(sub) -> None:
     e.add_argument("--generator", default="auto", help="'auto': the built-in model for the benchmark's scenario")
     e.add_argument("--scorer", default="auto", help="'auto': the built-in model for the benchmark's scenario")
     e.add_argument("--soft", default="auto", help="adapter folder; 'auto': the generator's bundled one; 'none'")
+    e.add_argument("--gallery", default="auto", help="pictures with captions for target exemplars; 'auto': the generator's own; 'none'")
     _generation_args(e, ablations=False)
     _common_args(e)
 
@@ -456,7 +474,7 @@ def cmd_eval(args) -> int:
     _check_common(args)
     models = ModelSpec(args.llm, args.generator, args.scorer, "none", llm_backend=args.llm_backend,
                        llm_model_name=args.llm_model_name, cache_dir=None if args.no_cache else str(_cache_root(args)),
-                       model_cache_dir=str(_cache_root(args)), threads=args.threads, soft=_soft(args))
+                       model_cache_dir=str(_cache_root(args)), threads=args.threads, soft=_soft(args), gallery=_gallery(args))
     opts = EvalOptions(benchmark=args.benchmark, split=args.split, limit=args.limit, table=args.table, protocol=args.protocol,
                        style_from_images=args.style_from_images, adapters=tuple(args.adapters or ()), seeds=args.seeds,
                        users=args.users, art=args.art, bench_dir=args.bench_dir, out=args.out, models=models,

@@ -34,6 +34,7 @@ MAX_NEGATIVE_PROMPT_CHARS = 1000
 OPTION_BOUNDS: dict[str, tuple[float, float]] = {
     "seed": (0, MAX_SEED), "alpha": (0.0, 1.0), "num_inference_steps": (1, MAX_STEPS),
     "guidance_scale": (0.0, MAX_GUIDANCE), "noises": (1, MAX_GRID),
+    "image_k": (0, 10), "image_scale": (0.0, 4.0), "picture_weight": (0.0, 1.0),
 }
 
 # behaviours (a user's JSON file, or a request's user part)

@@ -16,8 +16,8 @@ import math
 
 import torch
 
-__all__ = ["DEFAULT_GRID", "WEIGHTINGS", "parse_grid", "format_grid", "normalize_weights", "weighted_context", "context_mask", "pad_uncond",
-           "guidance_rows"]
+__all__ = ["DEFAULT_GRID", "WEIGHTINGS", "parse_grid", "format_grid", "normalize_weights", "weighted_parts", "weighted_context",
+           "context_mask", "pad_uncond", "guidance_rows"]
 
 # "embedding": the paper's weighting of the encoded conditions (one context per candidate);
 # "guidance": per-condition classifier-free guidance (composable diffusion, Liu et al. 2022),
@@ -63,13 +63,39 @@ def normalize_weights(w_p: float, w_t: float) -> tuple[float, float]:
     return w_p / m, w_t / m
 
 
+def weighted_parts(parts, weights) -> tuple[torch.Tensor, torch.Tensor]:
+    """The contexts and attention masks of a grid from its condition parts.
+
+    Args:
+        parts: ``(states (1, T_i, D), side, scale)`` per part, ``side`` "target" or "preference"
+            (keyword windows, soft embeddings, image tokens); a part of None states is left out.
+        weights: K (w_p, w_t) ratios, normalised here.
+
+    Returns:
+        (K, sum T_i, D) contexts, each part times its side's weight and its scale, and the (K, sum T_i)
+        mask: 0 for the tokens of a side whose weight is zero (removed, not zeroed: a zero key would
+        still take a share of the attention, so 0:4 would not be the target-only image).
+    """
+    parts = [(x, side, scale) for x, side, scale in parts if x is not None]
+    for _, side, _ in parts:
+        if side not in ("target", "preference"):
+            raise ValueError(f"a condition part's side must be 'target' or 'preference', got {side!r}")
+    ctx, mask = [], []
+    for w_p, w_t in weights:
+        wp, wt = normalize_weights(w_p, w_t)
+        w = {"target": wt, "preference": wp}
+        ctx.append(torch.cat([w[side] * scale * x for x, side, scale in parts], dim=1))
+        mask.append(torch.cat([torch.full((x.shape[1],), float(w[side] > 0)) for x, side, _ in parts]))
+    return torch.cat(ctx, dim=0), torch.stack(mask)
+
+
 def weighted_context(
     target: torch.Tensor,
     preference: torch.Tensor | None,
     weights: list[tuple[float, float]] | tuple[tuple[float, float], ...],
     soft: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One context per weight pair, stacked on the batch axis.
+    """One context per weight pair, stacked on the batch axis (``weighted_parts`` with the text parts).
 
     Args:
         target: (1, T_t, D) encoded target keywords.
@@ -80,30 +106,16 @@ def weighted_context(
     Returns:
         (K, T_t + T_p + L, D): [w_t * target ; w_p * preference ; w_p * soft] for each pair.
     """
-    out = []
-    for w_p, w_t in weights:
-        wp, wt = normalize_weights(w_p, w_t)
-        parts = [wt * target]
-        if preference is not None:
-            parts.append(wp * preference)
-        if soft is not None:
-            parts.append(wp * soft)
-        out.append(torch.cat(parts, dim=1))
-    return torch.cat(out, dim=0)
+    return weighted_parts([(target, "target", 1.0), (preference, "preference", 1.0), (soft, "preference", 1.0)], weights)[0]
 
 
 def context_mask(target_len: int, preference_len: int, soft_len: int,
                  weights: list[tuple[float, float]] | tuple[tuple[float, float], ...]) -> torch.Tensor:
-    """(K, T) attention mask for ``weighted_context``'s layout: 0 where a condition's weight is zero.
-
-    A zero-weighted window is *removed*, not zeroed: a zero key still takes a share of the attention
-    (softmax of 0 is not 0), so 0:4 would not be the target-only image. Masked, it is exactly that.
-    """
-    rows = []
-    for w_p, w_t in weights:
-        wp, wt = normalize_weights(w_p, w_t)
-        rows.append([float(wt > 0)] * target_len + [float(wp > 0)] * (preference_len + soft_len))
-    return torch.tensor(rows)
+    """(K, T) attention mask for ``weighted_context``'s layout: 0 where a condition's weight is zero
+    (``weighted_parts``)."""
+    parts = [(torch.zeros(1, n, 1), side, 1.0) for n, side in
+             ((target_len, "target"), (preference_len, "preference"), (soft_len, "preference")) if n]
+    return weighted_parts(parts, weights)[1]
 
 
 def pad_uncond(empty: torch.Tensor, length: int) -> torch.Tensor:

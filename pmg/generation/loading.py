@@ -37,6 +37,23 @@ def load_scheduler(folder: Path, override: str | None = None):
     return cls.from_config(cfg)
 
 
+def image_prompt_parts(folder: Path):
+    """(image encoder, projection) of a generator folder that takes image prompts (``image_proj/``: the
+    projection, and the subfolder whose image tower embeds pictures), else (None, None)."""
+    from pmg.generation.image_prompts import load_image_projection
+
+    try:
+        loaded = load_image_projection(folder)
+        if loaded is None:
+            return None, None
+        cfg, proj = loaded
+        from pmg.scoring.scorers import load_scorer
+
+        return load_scorer(folder / cfg.image_encoder).embed_images, proj
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelLoadError(f"{folder}: its image prompt parts do not load: {e}") from None
+
+
 @quiet_loading()
 def load_generator(spec: str | Path, *, scheduler: str | None = None, dtype: torch.dtype = torch.float32,
                    device: str = "cpu") -> PMGPipeline:
@@ -74,12 +91,13 @@ def load_generator(spec: str | Path, *, scheduler: str | None = None, dtype: tor
         raise
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(f"could not load the generator from {folder}: {e}") from None
+    image_encoder, image_proj = image_prompt_parts(folder)
     name = index.get("name") or folder.name
     # the model's own defaults (pmg-mini's measured, see its card), else the paper's: checked by PMGPipeline
     try:
         pipe = PMGPipeline(unet, sched, codec, tokenizer, text_encoder, name=name, default_steps=index.get("default_steps", 20),
                            default_alpha=index.get("default_alpha", 0.5), default_grid=index.get("default_grid", DEFAULT_GRID),
-                           default_noises=index.get("default_noises", 1),
+                           default_noises=index.get("default_noises", 1), image_encoder=image_encoder, image_proj=image_proj,
                            revision=index.get("revision") or (f"step-{index['train_step']}" if "train_step" in index else None))
     except ValueError as e:
         raise ModelLoadError(f"{index_path}: {e}") from None

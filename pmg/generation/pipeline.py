@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from pmg.conditioning.encode import encode_prompts, model_max_length
-from pmg.conditioning.weighting import (DEFAULT_GRID, WEIGHTINGS, context_mask, guidance_rows, normalize_weights, pad_uncond,
-                                       parse_grid, weighted_context)
+from pmg.conditioning.weighting import DEFAULT_GRID, WEIGHTINGS, guidance_rows, normalize_weights, pad_uncond, parse_grid, weighted_parts
+from pmg.generation.image_prompts import image_tokens
 
 __all__ = ["PMGPipeline", "PMGGenerationOutput", "GridRequest", "to_pil"]
 
@@ -62,13 +62,17 @@ class PMGPipeline:
         codec: ``PixelShuffleCodec`` or ``VAECodec``: images <-> the space the U-Net denoises.
         tokenizer, text_encoder: the generator's own text side (MiniLM for pmg-mini, CLIP for SD).
         name: identifies the generator in manifests and in soft-embedding adapters.
+        image_encoder, image_proj: image prompts (``pmg.generation.image_prompts``), optional: pictures ->
+            (n, E) embeddings (a callable on PIL images), and the projection of those into image tokens.
     """
 
     def __init__(self, unet, scheduler, codec, tokenizer, text_encoder, name: str = "generator",
                  max_chunks: int = 4, default_steps: int = 20, revision: str | None = None, default_alpha: float = 0.5,
-                 default_grid: tuple[tuple[float, float], ...] | str = DEFAULT_GRID, default_noises: int = 1):
+                 default_grid: tuple[tuple[float, float], ...] | str = DEFAULT_GRID, default_noises: int = 1,
+                 image_encoder=None, image_proj=None):
         self.unet, self.scheduler, self.codec = unet.eval(), scheduler, codec
         self.tokenizer, self.text_encoder = tokenizer, text_encoder.eval()
+        self.image_encoder, self.image_proj = image_encoder, image_proj
         self.name, self.max_chunks = name, max_chunks
         self.revision = revision  # e.g. "step-5000": soft-embedding adapters record what they were fitted to
         # the defaults a call or a config leaves open, checked here only (a model folder's model_index.json sets them)
@@ -124,6 +128,19 @@ class PMGPipeline:
         states = encode_prompts(self.tokenizer, self.text_encoder, [text], max_chunks=self.max_chunks)
         return states.to(self.dtype)
 
+    @property
+    def takes_images(self) -> bool:
+        """Whether pictures can enter the conditions (image prompts)."""
+        return self.image_encoder is not None and self.image_proj is not None
+
+    def encode_images(self, images: list[Image.Image]) -> torch.Tensor | None:
+        """Pictures -> (n, E) embeddings with the generator's image encoder, or None for no pictures."""
+        if not images:
+            return None
+        if not self.takes_images:
+            raise ValueError(f"generator {self.name} takes no image prompts (its folder has no image projection)")
+        return self.image_encoder(list(images))
+
     def encode_empty(self, negative_prompt: str = "") -> torch.Tensor:
         states = encode_prompts(self.tokenizer, self.text_encoder, [negative_prompt], max_chunks=self.max_chunks)
         return states.to(self.dtype)
@@ -156,18 +173,23 @@ class PMGPipeline:
         callback: Callable[[int, int], None] | None = None,
         weighting: str = "embedding",
         noises: int = 1,
+        target_image_embeds: torch.Tensor | None = None,
+        preference_image_embeds: torch.Tensor | None = None,
+        image_scale: float = 1.0,
     ) -> PMGGenerationOutput:
         grid = self.prepare_grid(target_keywords, preference_keywords, weights=weights, soft_embeds=soft_embeds,
                                  target_embeds=target_embeds, preference_embeds=preference_embeds,
                                  negative_prompt=negative_prompt, generator=generator, latents=latents,
-                                 weighting=weighting, noises=noises)
+                                 weighting=weighting, noises=noises, target_image_embeds=target_image_embeds,
+                                 preference_image_embeds=preference_image_embeds, image_scale=image_scale)
         return self.denoise_grids([grid], num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                   output_type=output_type, callback=callback)[0]
 
     # 2.-4. -------------------------------------- one user's grid: encode, 3. weight (pmg.conditioning), latents
     def prepare_grid(self, target_keywords=None, preference_keywords=None, *, weights=DEFAULT_GRID, soft_embeds=None,
                      target_embeds=None, preference_embeds=None, negative_prompt: str = "", generator=None,
-                     latents=None, weighting: str = "embedding", noises: int = 1) -> "GridRequest":
+                     latents=None, weighting: str = "embedding", noises: int = 1, target_image_embeds=None,
+                     preference_image_embeds=None, image_scale: float = 1.0) -> "GridRequest":
         """Encode one user's conditions, weight them and draw the shared initial latents.
 
         ``noises`` > 1: every weighting is also drawn from ``noises - 1`` further initial latents (drawn
@@ -175,7 +197,11 @@ class PMGPipeline:
 
         ``weighting``: "embedding" (the paper: one weighted context per candidate) or "guidance"
         (per-condition guidance: a target-only and a preference-only context, mixed in the prediction;
-        see ``pmg.conditioning.weighting``)."""
+        see ``pmg.conditioning.weighting``).
+
+        ``target_image_embeds`` / ``preference_image_embeds``: (n, E) embeddings of the target's pictures
+        and of the history's (``encode_images``), projected into image tokens that join their condition:
+        weighted w_t and w_p like its keywords, times ``image_scale``."""
         if weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}; got {weighting!r}")
         weights = [tuple(w) for w in weights]
@@ -186,17 +212,29 @@ class PMGPipeline:
         if soft_embeds is not None:
             soft_embeds = soft_embeds.to(self.device, self.dtype)
         self.check_inputs(target_embeds, preference_embeds, soft_embeds, weights, 1.0, 1)
-        if weighting == "guidance" and (preference_embeds is not None or soft_embeds is not None):
+        t_img, p_img = self.image_tokens(target_image_embeds), self.image_tokens(preference_image_embeds)
+        if not (isinstance(image_scale, (int, float)) and 0 <= image_scale <= 4):
+            raise ValueError(f"image_scale must be a number from 0 to 4, got {image_scale!r}")
+        if weighting == "guidance" and any(x is not None for x in (preference_embeds, soft_embeds, p_img)):
             rows, cand, coef = guidance_rows(weights)
         else:  # the paper's weighting (and, with no preference condition, the only one there is)
             rows, cand, coef = weights, list(range(len(weights))), [1.0] * len(weights)
-        cond = weighted_context(target_embeds, preference_embeds, rows, soft_embeds)  # (R, T, D)
-        mask = context_mask(target_embeds.shape[1], 0 if preference_embeds is None else preference_embeds.shape[1],
-                            0 if soft_embeds is None else soft_embeds.shape[1], rows).to(self.device)
+        parts = [(target_embeds, "target", 1.0), (preference_embeds, "preference", 1.0), (soft_embeds, "preference", 1.0),
+                 (t_img, "target", float(image_scale)), (p_img, "preference", float(image_scale))]
+        cond, mask = weighted_parts(parts, rows)  # (R, T, D), (R, T)
+        mask = mask.to(self.device)
         uncond = pad_uncond(self.encode_empty(negative_prompt), cond.shape[1]).expand(len(weights), -1, -1)
         grid = GridRequest(cond, mask, uncond, self.prepare_latents(generator, latents), weights,
                            torch.tensor(cand), torch.tensor(coef))
         return grid.with_noises([grid.latents] + [self.prepare_latents(generator) for _ in range(noises - 1)])
+
+    def image_tokens(self, embeds: torch.Tensor | None) -> torch.Tensor | None:
+        """(n, E) picture embeddings -> (1, n * tokens, D) image tokens, or None."""
+        if embeds is None or len(embeds) == 0:
+            return None
+        if self.image_proj is None:
+            raise ValueError(f"generator {self.name} takes no image prompts (its folder has no image projection)")
+        return image_tokens(self.image_proj, embeds).to(self.device, self.dtype)
 
     # 5.-6. ------------------------------------------------------ many grids at once: denoise, decode
     @torch.no_grad()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["torch_save_atomic", "write_text_atomic"]
+__all__ = ["torch_save_atomic", "write_text_atomic", "write_bytes_atomic"]
 
 
 def torch_save_atomic(obj, path: str | Path) -> None:
@@ -21,4 +21,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
     os.replace(tmp, path)

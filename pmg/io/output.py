@@ -106,6 +106,7 @@ def manifest_dict(result, files: dict[str, str], extra: dict | None = None) -> d
         "models": result.models,
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
         "warnings": result.warnings,
+        "pictures": getattr(result, "pictures", []),
         "files": files,
         **(extra or {}),
     }

@@ -14,7 +14,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from pmg.api import OPTION_NAMES, GenerationConfig
+from pmg.config import OPTION_NAMES, GenerationConfig
 from pmg.behaviours.schema import Item, Scenario, Target, UserBehaviours, check_image
 from pmg.errors import InputError, PMGError
 from pmg.limits import (MAX_CONVERSATIONS, MAX_EDITED_KEYWORD_CHARS, MAX_EDITED_PREFERENCE, MAX_EDITED_TARGET, MAX_GRID,
@@ -36,16 +36,6 @@ class TargetIn(Target):
     item: Optional[ItemIn] = None
 
 
-OPTION_HELP = {
-    "seed": "initial noise seed", "alpha": "selection's a in z = a log d_p + (1 - a) log d_t (null: the generator's own)",
-    "weights": "grid of (w_p, w_t) pairs (null: the generator's own)", "steps": "denoising steps (null: the generator's own)",
-    "guidance": "classifier-free guidance scale", "negative_prompt": "text to steer away from",
-    "use_keywords": "false: the 'without keywords' ablation", "use_soft": "false: the 'without soft embeddings' ablation",
-    "weighting": "'embedding' weighs the encoded conditions (the paper); 'guidance' mixes per-condition guidance",
-    "noises": "initial noises per weighting, all scored (null: the generator's own)",
-}
-
-
 def _option_field(f: dataclasses.Field, annotation):
     """One ``GenerationConfig`` field as a request option: its default, its bounds from ``pmg.limits``."""
     bounds = OPTION_BOUNDS.get(f.name)
@@ -54,7 +44,7 @@ def _option_field(f: dataclasses.Field, annotation):
         extra["max_length"] = MAX_GRID
     if annotation in (float, float | None):
         extra["allow_inf_nan"] = False
-    return annotation, Field(default=f.default, description=OPTION_HELP.get(OPTION_NAMES.get(f.name, f.name)), **extra)
+    return annotation, Field(default=f.default, description=f.metadata.get("help"), **extra)
 
 
 def _to_config(self) -> GenerationConfig:

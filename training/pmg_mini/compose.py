@@ -96,6 +96,9 @@ class Example:
     hexcode: str  # the image to learn
     style: str
     band: str
+    concept: str = ""  # the target concept X (its image prompt is an exemplar of X from another art set)
+    history: tuple[str, ...] = ()  # the simulated user's history (their pictures: the preference image prompt)
+    user_style: str = ""  # the simulated user's art style (their history's pictures are drawn in it)
 
 
 class EmojiIndex:
@@ -251,7 +254,8 @@ class EmojiIndex:
             img, img_style = rng.choice(history), style
         if (img, img_style) not in self.by_key:
             return None
-        return Example(self.target_words(target, rng), self.preference_words(family, history, style, rng), r, img, img_style, band)
+        return Example(self.target_words(target, rng), self.preference_words(family, history, style, rng), r, img, img_style, band,
+                       target, tuple(history), style)
 
 
 def sample_example(index: EmojiIndex, rng: random.Random, tries: int = 20) -> Example:

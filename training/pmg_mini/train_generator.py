@@ -105,6 +105,14 @@ class TrainConfig:
     rich_words: bool = False
     # fashion: band shares overriding ``compose.BAND_PROBS``, e.g. "favourite=0.25,compose=0.25"
     band_probs: str = ""
+    # emoji: image prompts (``training.pmg_mini.image_prompts``): each row's target exemplar and the user's
+    # history pictures as image tokens through a trained projection of the scorer's image embeddings
+    image_prompts: bool = False
+    scorer: str = "models/pmg-mini/scorer"  # whose image tower embeds the pictures (frozen)
+    image_tokens: int = 4  # tokens per picture
+    p_gallery: float = 0.8  # exemplars from the scorer-only sets (the gallery's) this often, else another generator style
+    p_drop_picture: float = 0.15  # each condition's pictures dropped this often (text alone still works)
+    proj_lr: float = 1e-3
     seed: int = 0
     threads: int = 1
     log_every: int = 25
@@ -181,26 +189,35 @@ def bench_row(ex: dict, rng: random.Random) -> tuple:
     return (", ".join(ex["target"]), ", ".join(ex["preference"]), r_to_weights(1.0), rng.choice(ex["history_rows"]))
 
 
-def compose(metas: list[dict], index: EmojiIndex, rng: random.Random, cfg: TrainConfig, bench: list[dict] | None = None):
+def compose(metas: list[dict], index: EmojiIndex, rng: random.Random, cfg: TrainConfig, bench: list[dict] | None = None,
+            pictures: list | None = None):
     """A batch of (target text, preference text, (w_p, w_t), dataset row) in PMG's inference format.
 
     Each row: a v2 example (``compose.sample_example``), a v1-style single caption in the target
-    window with the preference window masked, or an empty caption (CFG)."""
-    rows = []
+    window with the preference window masked, or an empty caption (CFG). ``pictures``, when given, gets
+    one (target concept, the image's style, the user's style, history concepts) per row: what the row's image prompts show
+    (``training.pmg_mini.image_prompts``)."""
+    rows, seen = [], []
     for _ in range(cfg.batch_size):
         u = rng.random()
         if u < cfg.p_uncond:
             i = rng.randrange(len(metas))
             rows.append(("", "", None, i))
+            seen.append(None)
         elif u < cfg.p_uncond + cfg.p_plain:
             i = rng.randrange(len(metas))
             what, style = caption_parts(metas[i], rng)
             rows.append((", ".join(what + style), "", (0.0, 1.0), i))
+            seen.append((metas[i]["hexcode"], metas[i]["style"], metas[i]["style"], ()))
         elif bench and u < cfg.p_uncond + cfg.p_plain + cfg.p_bench:
             rows.append(bench_row(rng.choice(bench), rng))
+            seen.append(None)
         else:
             ex = sample_example(index, rng)
             rows.append((", ".join(ex.target), ", ".join(ex.preference), r_to_weights(ex.r), index.by_key[(ex.hexcode, ex.style)]))
+            seen.append((ex.concept, ex.style, ex.user_style, ex.history))
+    if pictures is not None:
+        pictures.extend(seen)
     return rows
 
 
@@ -423,8 +440,33 @@ def batch_source(cfg: TrainConfig):
         return rows, x[torch.tensor([r[3] for r in rows])]
 
     batches.images = x  # the pool (``pool_batches``) keeps rows and looks their images up here
-    batches.compose = lambda rng: compose(metas, index, rng, cfg, bench)
+    batches.compose = lambda rng, pictures=None: compose(metas, index, rng, cfg, bench, pictures)
     return batches, f"{len(x)} images"
+
+
+def picture_pool(cfg: TrainConfig, folder: Path, seen: list, weights: list, pool) -> dict:
+    """The pooled rows' pictures (``training.pmg_mini.image_prompts``): slots (n, B, 1 + K) and weights
+    (n, B, 2), chosen once beside the condition pool; the frozen features; a fresh projection and its EMA."""
+    from pmg.generation.image_prompts import ImagePromptConfig
+    from training.pmg_mini.build_data import STYLES
+    from training.pmg_mini.image_prompts import PictureIndex, features
+
+    feats, keys = features(cfg.data, cfg.scorer)
+    slots_path, weights_path = folder / "slots.npy", folder / "weights.npy"
+    if not slots_path.is_file():
+        if len(seen) != pool.n * pool.b:
+            raise ValueError(f"{folder}: a condition pool without its pictures; delete it to build both")
+        meta = [json.loads(line) for line in open(Path(cfg.data) / "meta.jsonl")]
+        index, prng = PictureIndex(meta, keys, STYLES, cfg.p_gallery, cfg.p_drop_picture), random.Random(cfg.seed + 11)
+        np.save(weights_path, np.array(weights, dtype=np.float32).reshape(pool.n, pool.b, 2))
+        np.save(slots_path, np.array([index.slots(p, prng) for p in seen], dtype=np.int64).reshape(pool.n, pool.b, -1))
+    return {"slots": torch.from_numpy(np.load(slots_path)), "weights": torch.from_numpy(np.load(weights_path)),
+            "features": torch.from_numpy(feats), "config": ImagePromptConfig(feats.shape[1], 384, cfg.image_tokens, "scorer")}
+
+
+def picture_dim(scorer: str) -> int:
+    """The width of the scorer's image embeddings (the projection's input)."""
+    return json.loads((Path(scorer) / "config.json").read_text())["embed_dim"]
 
 
 def excluded_themes(spec: str) -> frozenset[str]:
@@ -437,13 +479,17 @@ def excluded_themes(spec: str) -> frozenset[str]:
     return frozenset(t.strip() for t in spec.split(",") if t.strip())
 
 
-def resume(ckpt_path: Path, unet, ema, opt, rng: random.Random, gen: torch.Generator) -> int:
-    """Load a run's checkpoint into the model, EMA, optimiser and both random streams; its step (0 if none)."""
+def resume(ckpt_path: Path, unet, ema, opt, rng: random.Random, gen: torch.Generator, proj=None, proj_ema=None) -> int:
+    """Load a run's checkpoint into the model, EMA, optimiser and both random streams (and the image-prompt
+    projection and its EMA); its step (0 if none)."""
     if not ckpt_path.exists():
         return 0
     ck = torch.load(ckpt_path, weights_only=False)
     unet.load_state_dict(ck["unet"])
     ema.load_state_dict(ck["ema"])
+    if proj is not None:
+        proj.load_state_dict(ck["proj"])
+        proj_ema.load_state_dict(ck["proj_ema"])
     opt.load_state_dict(ck["opt"])
     rng.setstate(ck["py_rng"])
     gen.set_state(ck["torch_rng"])
@@ -466,8 +512,15 @@ def train(cfg: TrainConfig) -> None:
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     rng, gen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
+    proj = proj_ema = None
+    if cfg.image_prompts:  # the projection of picture embeddings into the context, trained with the U-Net
+        from diffusers.models.embeddings import ImageProjection
+
+        proj = ImageProjection(picture_dim(cfg.scorer), unet.config.cross_attention_dim, cfg.image_tokens)
+        proj_ema = copy.deepcopy(proj).requires_grad_(False)
+        opt.add_param_group({"params": list(proj.parameters()), "lr": cfg.proj_lr, "base_lr": cfg.proj_lr})
     ckpt_path = run / "ckpt.pt"
-    step = resume(ckpt_path, unet, ema, opt, rng, gen)
+    step = resume(ckpt_path, unet, ema, opt, rng, gen, proj, proj_ema)
     rewarm_from = 0
     if step == 0 and cfg.resume_compact:
         from training.pmg_mini.compact import load_compact
@@ -488,16 +541,25 @@ def train(cfg: TrainConfig) -> None:
         log.writerow(["step", "loss", "lr", "sec_per_step", "threads", "time"])
     from tqdm import tqdm
 
-    pool = None
+    pool, pictures = None, None
     if cfg.pool_batches:
         if cfg.dataset != "emoji":
             raise ValueError("--pool-batches: only --dataset emoji keeps its images in memory")
         from training.pmg_mini.pool import ConditionPool
 
-        pool_rng = random.Random(cfg.seed + 7)
+        pool_rng, seen, weights = random.Random(cfg.seed + 7), [], []
+
+        def sample():  # a batch's rows, and what their image prompts show and with which weights
+            rows = batches.compose(pool_rng, seen)
+            weights.extend((0.0, 0.0) if r[2] is None else r[2] for r in rows)
+            return rows
+
         with torch.no_grad():
-            pool = ConditionPool.build(run / "pool", cfg.pool_batches, lambda: batches.compose(pool_rng),
-                                       lambda rows: encode_batch(tokenizer, encoder, rows))
+            pool = ConditionPool.build(run / "pool", cfg.pool_batches, sample, lambda rows: encode_batch(tokenizer, encoder, rows))
+        if cfg.image_prompts:
+            pictures = picture_pool(cfg, run / "pool", seen, weights, pool)
+    elif cfg.image_prompts:
+        raise ValueError("--image-prompts needs --pool-batches (the pictures of each pooled row are chosen once)")
     bar = tqdm(total=cfg.steps, initial=step, unit="step", mininterval=30)
     unet.train()
     t0, losses = time.time(), []
@@ -505,13 +567,19 @@ def train(cfg: TrainConfig) -> None:
         if pool is not None:
             cond, mask, idx = pool.batch(step, cfg.seed)
             images = batches.images[idx]
+            if pictures is not None:
+                k = pool.order(step // pool.n, cfg.seed)[step % pool.n]
+                from training.pmg_mini.image_prompts import image_context
+
+                img, img_mask = image_context(proj, pictures["features"], pictures["slots"][k], pictures["weights"][k])
+                cond, mask = torch.cat([cond, img], 1), torch.cat([mask, img_mask], 1)
         else:
             rows, images = batches(rng)
             cond, mask = encode_batch(tokenizer, encoder, rows)
         latents = codec.encode(images)
         lr = learning_rate(cfg, step) * (min(1.0, (step - rewarm_from + 1) / cfg.warmup) if rewarm_from else 1.0)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("base_lr", cfg.lr) / cfg.lr
         loss = denoising_loss(unet, scheduler, latents, cond, generator=gen, encoder_attention_mask=mask)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -519,6 +587,8 @@ def train(cfg: TrainConfig) -> None:
         opt.step()
         step += 1
         ema_update(ema, unet, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        if proj is not None:
+            ema_update(proj_ema, proj, min(cfg.ema_decay, (1 + step) / (10 + step)))
         losses.append(loss.item())
         bar.update(1)
         if step % cfg.log_every == 0:
@@ -529,10 +599,15 @@ def train(cfg: TrainConfig) -> None:
             t0, losses = time.time(), []
             torch.set_num_threads(read_threads(run, cfg.threads))
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
+            extra = {"proj": proj.state_dict(), "proj_ema": proj_ema.state_dict()} if proj is not None else {}
             torch_save_atomic({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                               "py_rng": rng.getstate(), "torch_rng": gen.get_state()}, ckpt_path)
+                               "py_rng": rng.getstate(), "torch_rng": gen.get_state(), **extra}, ckpt_path)
         if step % cfg.export_every == 0 or step == cfg.steps:
             export(ema, run, step)
+            if proj is not None:
+                from pmg.generation.image_prompts import save_image_projection
+
+                save_image_projection(proj_ema, pictures["config"], run / "export")
     bar.close()
 
 
