@@ -176,6 +176,7 @@ class PMGResult:
     models: dict[str, str]
     warnings: list[str] = field(default_factory=list)
     pictures: list[dict] = field(default_factory=list)  # the image prompts that went in (role, content hash, source)
+    picture_images: list[Image.Image] = field(default_factory=list)  # those pictures, in the same order
 
     @property
     def best_image(self) -> Image.Image:
@@ -517,4 +518,4 @@ class PMG:
         if prep["adapter"] is not None:
             models["soft"] = prep["adapter"].name
         return PMGResult(user.user_id, user.scenario.value, kw, cands, best, config, timings, models, prep["warnings"],
-                         prep["pictures"].records)
+                         prep["pictures"].records, prep["pictures"].images)

@@ -73,8 +73,8 @@ def weighted_parts(parts, weights) -> tuple[torch.Tensor, torch.Tensor]:
 
     Returns:
         (K, sum T_i, D) contexts, each part times its side's weight and its scale, and the (K, sum T_i)
-        mask: 0 for the tokens of a side whose weight is zero (removed, not zeroed: a zero key would
-        still take a share of the attention, so 0:4 would not be the target-only image).
+        mask: 0 for the tokens of a part whose weight (or scale) is zero (removed, not zeroed: a zero key
+        would still take a share of the attention, so 0:4 would not be the target-only image).
     """
     parts = [(x, side, scale) for x, side, scale in parts if x is not None]
     for _, side, _ in parts:
@@ -85,7 +85,7 @@ def weighted_parts(parts, weights) -> tuple[torch.Tensor, torch.Tensor]:
         wp, wt = normalize_weights(w_p, w_t)
         w = {"target": wt, "preference": wp}
         ctx.append(torch.cat([w[side] * scale * x for x, side, scale in parts], dim=1))
-        mask.append(torch.cat([torch.full((x.shape[1],), float(w[side] > 0)) for x, side, _ in parts]))
+        mask.append(torch.cat([torch.full((x.shape[1],), float(w[side] * scale > 0)) for x, side, scale in parts]))
     return torch.cat(ctx, dim=0), torch.stack(mask)
 
 

@@ -295,7 +295,7 @@ class PMGPipeline:
         conds, masks, unconds, umasks, cands, coefs, n = [], [], [], [], [], [], 0
         for g in grids:
             c, m = pad(g.cond, g.mask)
-            u, um = pad(g.uncond, torch.ones_like(g.uncond[:, :, 0]))
+            u, um = pad(g.uncond, self._uncond_mask(g.uncond))
             conds.append(c), masks.append(m), unconds.append(u), umasks.append(um)
             cands.append(g.row_candidate + n), coefs.append(g.row_coef)
             n += len(g.weights)
@@ -307,6 +307,16 @@ class PMGPipeline:
         if bool(mask.all()):
             mask = None  # nothing removed: the U-Net's plain (faster) attention
         return context, mask, row_k, coef
+
+
+    def _uncond_mask(self, uncond: torch.Tensor) -> torch.Tensor:
+        """The unconditional rows' mask: the empty window tiled whole, a partial last copy masked out (image
+        tokens make contexts of any length), so the row attends as to one empty window, whatever its length."""
+        mask = torch.ones_like(uncond[:, :, 0])
+        window, length = self.window, uncond.shape[1]
+        if length > window and length % window:
+            mask[:, length - length % window:] = 0
+        return mask
 
 
 @dataclass

@@ -61,11 +61,20 @@ def contact_sheet(result, cell: int = 192) -> Image.Image:
     header += _wrap(probe, "target: " + ", ".join(result.keywords.target), f_small, width - 2 * pad)
     pref = ", ".join(result.keywords.preference) or "(none)"
     header += _wrap(probe, "preference: " + pref, f_small, width - 2 * pad)
-    head_h = 10 + 20 * len(header)
+    pictures = list(zip(getattr(result, "pictures", []), getattr(result, "picture_images", [])))
+    thumb = 64
+    head_h = 10 + 20 * len(header) + (thumb + 26 if pictures else 0)
     sheet = Image.new("RGB", (width, head_h + cell + text_h + 2 * pad), "white")
     d = ImageDraw.Draw(sheet)
     for i, line in enumerate(header):
         d.text((pad, 6 + 20 * i), line, fill="black", font=f_title if i == 0 else f_small)
+    if pictures:  # the image prompts: the history's pictures, then the target's
+        y = 10 + 20 * len(header)
+        d.text((pad, y), "image prompts:", fill="black", font=f_small)
+        for i, (rec, im) in enumerate(pictures):
+            x = pad + 110 + i * (thumb + 8)
+            sheet.paste(im.convert("RGB").resize((thumb, thumb), Image.LANCZOS), (x, y))
+            d.text((x, y + thumb + 2), rec["role"], fill=(90, 90, 90), font=f_small)
     for i, c in enumerate(result.candidates):
         x, y = pad + i * (cell + pad), head_h + pad
         sheet.paste(c.image.convert("RGB").resize((cell, cell), Image.LANCZOS), (x, y))

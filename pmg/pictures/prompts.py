@@ -35,6 +35,12 @@ class PicturePrompts:
     def __bool__(self) -> bool:
         return bool(self.target or self.history)
 
+    @property
+    def images(self) -> list[Image.Image]:
+        """The pictures in the order of ``records``."""
+        by_role = {"history": iter(self.history), "target": iter(self.target)}
+        return [next(by_role[r["role"]]) for r in self.records]
+
 
 def _decode(data: bytes) -> Image.Image:
     im = Image.open(io.BytesIO(data))
@@ -60,7 +66,7 @@ def choose_pictures(user, target_keywords: list[str], *, k: int, history: bool, 
                 out.warnings.append(f"history[{i}].image skipped: {e.__class__.__name__}")
                 continue
             h = file_hash(data)
-            pics.setdefault(h, (i, data))
+            pics[h] = (i, data)  # its latest use
             order.append(h)
         for h in representative(order, k):
             i, data = pics[h]
