@@ -140,13 +140,31 @@ class IdealImage:
             rank, to_truth = ranked[res.best] if full else ranked[0]
             out = {"ideal_rank": rank, "ideal_top5": float(rank <= 5), "ideal_lpips": to_truth, "ideal_of": len(keys)}
             if full:
-                out.update(ideal_rank_grid=[r for r, _ in ranked], ideal_top5_oracle=float(min(r for r, _ in ranked) <= 5))
+                out.update(ideal_rank_grid=[r for r, _ in ranked], ideal_top5_oracle=float(min(r for r, _ in ranked) <= 5),
+                           ideal_with_target=float(any(r <= 5 and c.w_t > 0 for (r, _), c in zip(ranked, res.candidates))))
+            out["style_read"] = float(self.style_of(ctx.lp, res.best_image) == style)
+        if getattr(res, "picture_images", None) and ctx.variant == "PMG":
+            out["to_pictures"] = nearest_lpips(ctx.lp, [c.image for c in res.candidates], res.picture_images)
         if full:
             share = [c.w_p / (c.w_p + c.w_t) for c in res.candidates]
             out.update(distinct=distinct_candidates(ctx.lp, [c.image for c in res.candidates]),
                        d_p_trend=trend(share, [c.d_p for c in res.candidates]),
                        d_t_trend=trend(share, [c.d_t for c in res.candidates]))
         return out
+
+    def style_of(self, lp: LPIPS, image: Image.Image, k: int = 5) -> str:
+        """The art style an independent reader sees (no part of the selection): the majority style of the
+        ``k`` real emoji nearest the image by LPIPS, over the art of the generator's styles."""
+        from pmg.evaluation.benchmarks.emoticons import STYLES
+
+        feats = lp.unit_features(to_tensor([image], METRIC_SIZE) * 2 - 1)
+        dists, styles = [], []
+        for style in STYLES:
+            d = lp.distance(feats, self.references.features(lp, style))
+            dists.append(d), styles.extend([style] * len(d))
+        nearest = torch.topk(torch.cat(dists), k, largest=False).indices.tolist()
+        votes = [styles[i] for i in nearest]
+        return max(dict.fromkeys(votes), key=votes.count)
 
     def table(self, records: list[dict], variants: list[str]) -> list[str]:
         if not any("ideal_rank" in r for r in records):
@@ -165,11 +183,42 @@ class IdealImage:
             best_of = (f" Had the selection picked the grid's candidate nearest the ground truth, the ground truth would "
                        f"be in the 5 nearest for {format_ci(*[100 * x for x in bootstrap_ci(oracle)], digits=1)} % of users "
                        f"(PMG)." if oracle else "")
+            md += picture_lines(records)
             md += ["", f"Ideal image: rank of the ground-truth emoji among all real emoji of the user's style by LPIPS to "
                        f"the chosen image (1 = nearest).{best_of} Grid (PMG): {np.mean([r['distinct'] for r in pmg_rs]):.2f} of "
                        f"{len(pmg_rs[0]['grid'])} candidates distinct on average (LPIPS >= 0.02); d_p rises and d_t falls "
                        f"with w_p for {100 * rises:.0f}% of users."]
         return md
+
+
+@torch.no_grad()
+def nearest_lpips(lp: LPIPS, images: list[Image.Image], pictures: list[Image.Image]) -> float:
+    """The smallest LPIPS between any image and any picture (a candidate pasted from an image prompt is
+    within 0.02 of it)."""
+    a = lp.unit_features(to_tensor(images, METRIC_SIZE) * 2 - 1)
+    b = lp.unit_features(to_tensor(pictures, METRIC_SIZE) * 2 - 1)
+    return float(min(lp.distance([f[i : i + 1] for f in a], b).min() for i in range(len(images))))
+
+
+def picture_lines(records: list[dict]) -> list[str]:
+    """What the independent reader and the paste check say of PMG's images (style read, candidates near an
+    image prompt, the ideal held by a candidate that also carries the target)."""
+    rs = [r for r in records if r["variant"] == "PMG"]
+    lines = []
+    styled = [r["style_read"] for r in rs if "style_read" in r]
+    if styled:
+        lines.append(f"Style read by an independent reader (the majority style of the 5 LPIPS-nearest real emoji over "
+                     f"all styles): the user's for {format_ci(*[100 * x for x in bootstrap_ci(styled)], digits=1)} % of "
+                     f"chosen images.")
+    near = [r["to_pictures"] for r in rs if "to_pictures" in r]
+    if near:
+        lines.append(f"Image prompts: {sum(d < 0.02 for d in near)} of {len(near)} users have a candidate within LPIPS "
+                     f"0.02 of a picture that went in (pasted); median nearest {np.median(near):.3f}.")
+    with_t = [r["ideal_with_target"] for r in rs if "ideal_with_target" in r]
+    if with_t:
+        lines.append(f"The ideal is held by a candidate that also carries the target (w_t > 0, not 4:0 alone) for "
+                     f"{100 * np.mean(with_t):.1f} % of users.")
+    return [""] + lines if lines else []
 
 
 # ------------------------------------------------------------------------------------ garments

@@ -67,6 +67,7 @@ def _result_out(result) -> GenerateOut:
                      "z": _finite(c.z) if _finite(c.z) is not None else -1e9, "png": _png(c.image)} for c in result.candidates],
         best=result.best, timings={k: round(v, 4) for k, v in result.timings.items()},
         manifest=_finite(manifest_dict(result, files={})),
+        pictures=[{**rec, "png": _png(im)} for rec, im in zip(result.pictures, result.picture_images)],
     )
 
 
@@ -188,11 +189,14 @@ async def generate(request: Request, body: GenerateIn):
 
 @guarded.get("/v1/examples")
 def examples():
+    """The bundled example users, their pictures inline as base64 (as a request sends them)."""
     out = {}
     for p in sorted(EXAMPLES.glob("*.json")):
         data = json.loads(p.read_text())
-        if not any("image" in it for it in data.get("history", [])):
-            out[p.stem] = data
+        for it in data.get("history", []) + [data.get("target", {}).get("item") or {}]:
+            if "image" in it:
+                it["image"] = base64.b64encode((p.parent / it["image"]).read_bytes()).decode()
+        out[p.stem] = data
     return out
 
 

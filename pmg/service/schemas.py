@@ -103,6 +103,14 @@ class CandidateOut(BaseModel):
     png: str = Field(description="the image as base64 PNG")
 
 
+class PictureOut(BaseModel):
+    role: Literal["history", "target"] = Field(description="which condition the picture went into")
+    sha256_16: str = Field(description="the picture's content hash (as the manifest records it)")
+    source: str = Field(description="history[i], target.item, or gallery:FILE")
+    caption: Optional[str] = None
+    png: str = Field(description="the picture as base64 PNG")
+
+
 class KeywordsOut(BaseModel):
     preference: list[str]
     target: list[str]
@@ -118,6 +126,7 @@ class GenerateOut(BaseModel):
     best: int
     timings: dict[str, float]
     manifest: dict
+    pictures: list[PictureOut] = Field(default_factory=list, description="the image prompts that went in")
 
 
 class JobOut(BaseModel):

@@ -25,6 +25,11 @@ function renderHistory() {
     const li = document.createElement("li");
     const attrs = Object.entries(it.attributes || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
     li.textContent = `${it.char ? it.char + " " : ""}${it.title}${it.text ? " — " + it.text : ""}${attrs ? " (" + attrs + ")" : ""}`;
+    if (it.image) {
+      const img = document.createElement("img");
+      img.className = "thumb"; img.alt = it.title; img.src = "data:image/png;base64," + it.image;
+      li.prepend(img);
+    }
     const rm = document.createElement("button");
     rm.textContent = "remove";
     rm.onclick = () => { state.history.splice(i, 1); renderHistory(); };
@@ -41,7 +46,7 @@ function setScenario(s) {
 
 function loadUser(u) {
   setScenario(u.scenario);
-  state.history = (u.history || []).map((it) => ({ title: it.title, text: it.text || "", attributes: it.attributes || {} }));
+  state.history = (u.history || []).map((it) => ({ title: it.title, text: it.text || "", attributes: it.attributes || {}, image: it.image }));
   $("conversation").value = (u.conversations || []).slice(-1)[0] || "";
   $("message").value = (u.target && u.target.message) || "";
   const item = (u.target && u.target.item) || {};
@@ -57,9 +62,10 @@ function buildRequest() {
     : { item: { title: $("target-title").value.trim(), text: $("target-text").value.trim() } };
   return {
     user_id: state.userId || "web-user", scenario,
-    history: state.history.map(({ title, text, attributes }) => ({ title, text, attributes })),
+    history: state.history.map(({ title, text, attributes, image }) => (image ? { title, text, attributes, image } : { title, text, attributes })),
     conversations: $("conversation").value.trim() ? [$("conversation").value.trim()] : [],
-    target, options: { seed: Number($("seed").value) || 0, alpha: Number($("alpha").value), weighting: $("weighting").value },
+    target, options: { seed: Number($("seed").value) || 0, alpha: Number($("alpha").value), weighting: $("weighting").value,
+                       history_images: $("use-pictures").checked, target_images: $("use-pictures").checked },
   };
 }
 
@@ -97,6 +103,9 @@ function showResult() {
   $("kw-target").value = res.keywords.target.join(", ");
   $("timings").textContent = Object.entries(res.timings).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(" · ");
   $("warnings").innerHTML = res.keywords.warnings.concat(res.manifest.warnings || []).map((w) => `<li>${w.replace(/</g, "&lt;")}</li>`).join("");
+  $("pictures").innerHTML = (res.pictures || []).map((p) =>
+    `<figure><img class="thumb" alt="${p.role} picture" src="data:image/png;base64,${p.png}"><figcaption>${p.role}</figcaption></figure>`).join("");
+  $("pictures-row").hidden = !(res.pictures || []).length;
   rank();
 }
 
@@ -134,9 +143,16 @@ async function init() {
   $("add-item").onclick = () => {
     const title = $("item-title").value.trim();
     if (!title) return;
-    state.history.push({ title, text: $("item-text").value.trim(), attributes: {} });
-    $("item-title").value = $("item-text").value = "";
-    renderHistory();
+    const file = $("item-image").files[0];
+    const add = (image) => {
+      state.history.push({ title, text: $("item-text").value.trim(), attributes: {}, ...(image ? { image } : {}) });
+      $("item-title").value = $("item-text").value = ""; $("item-image").value = "";
+      renderHistory();
+    };
+    if (!file) return add(null);
+    const reader = new FileReader();  // the picture travels as base64, never as a path
+    reader.onload = () => add(String(reader.result).split(",")[1]);
+    reader.readAsDataURL(file);
   };
   $("generate").onclick = () => run(buildRequest());
   $("regenerate").onclick = () => {
