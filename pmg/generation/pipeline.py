@@ -63,16 +63,21 @@ class PMGPipeline:
         tokenizer, text_encoder: the generator's own text side (MiniLM for pmg-mini, CLIP for SD).
         name: identifies the generator in manifests and in soft-embedding adapters.
         image_encoder, image_proj: image prompts (``pmg.generation.image_prompts``), optional: pictures ->
-            (n, E) embeddings (a callable on PIL images), and the projection of those into image tokens.
+            (n, E) embeddings (a callable on PIL images), and the projection of those into image tokens. The
+            tokens join the text context, unless the U-Net has an IP-Adapter (``pmg.generation.ip_adapter``):
+            then they go to its image attention, a key/value stream of their own.
     """
 
     def __init__(self, unet, scheduler, codec, tokenizer, text_encoder, name: str = "generator",
                  max_chunks: int = 4, default_steps: int = 20, revision: str | None = None, default_alpha: float = 0.5,
                  default_grid: tuple[tuple[float, float], ...] | str = DEFAULT_GRID, default_noises: int = 1,
                  image_encoder=None, image_proj=None):
+        from pmg.generation.ip_adapter import has_image_stream
+
         self.unet, self.scheduler, self.codec = unet.eval(), scheduler, codec
         self.tokenizer, self.text_encoder = tokenizer, text_encoder.eval()
         self.image_encoder, self.image_proj = image_encoder, image_proj
+        self.ip_adapter = has_image_stream(unet)  # image tokens in IP-Adapter's attention, not in the text context
         self.name, self.max_chunks = name, max_chunks
         self.revision = revision  # e.g. "step-5000": soft-embedding adapters record what they were fitted to
         # the defaults a call or a config leaves open, checked here only (a model folder's model_index.json sets them)
@@ -100,6 +105,8 @@ class PMGPipeline:
         self.text_encoder.to(device)
         if hasattr(self.codec, "vae"):
             self.codec.vae.to(device)
+        if isinstance(self.image_encoder, torch.nn.Module):
+            self.image_encoder.to(device)
         return self
 
     # 1. --------------------------------------------------------------------------------- checks
@@ -201,7 +208,8 @@ class PMGPipeline:
 
         ``target_image_embeds`` / ``preference_image_embeds``: (n, E) embeddings of the target's pictures
         and of the history's (``encode_images``), projected into image tokens that join their condition:
-        weighted w_t and w_p like its keywords, times ``image_scale``."""
+        weighted w_t and w_p like its keywords, times ``image_scale``. With an IP-Adapter they are the
+        grid's ``image_cond``, where a zero-weighted side's tokens are zeros, which its attention leaves out."""
         if weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}; got {weighting!r}")
         weights = [tuple(w) for w in weights]
@@ -219,13 +227,18 @@ class PMGPipeline:
             rows, cand, coef = guidance_rows(weights)
         else:  # the paper's weighting (and, with no preference condition, the only one there is)
             rows, cand, coef = weights, list(range(len(weights))), [1.0] * len(weights)
-        parts = [(target_embeds, "target", 1.0), (preference_embeds, "preference", 1.0), (soft_embeds, "preference", 1.0),
-                 (t_img, "target", float(image_scale)), (p_img, "preference", float(image_scale))]
+        parts = [(target_embeds, "target", 1.0), (preference_embeds, "preference", 1.0), (soft_embeds, "preference", 1.0)]
+        images = [(t_img, "target", float(image_scale)), (p_img, "preference", float(image_scale))]
+        image_cond = None
+        if self.ip_adapter:  # (R, T_img, D): w * tokens is exactly zero where w is, and a zero token is absent there
+            image_cond = weighted_parts(images, rows)[0] if t_img is not None or p_img is not None else None
+        else:
+            parts += images
         cond, mask = weighted_parts(parts, rows)  # (R, T, D), (R, T)
         mask = mask.to(self.device)
         uncond = pad_uncond(self.encode_empty(negative_prompt), cond.shape[1]).expand(len(weights), -1, -1)
         grid = GridRequest(cond, mask, uncond, self.prepare_latents(generator, latents), weights,
-                           torch.tensor(cand), torch.tensor(coef))
+                           torch.tensor(cand), torch.tensor(coef), image_cond)
         return grid.with_noises([grid.latents] + [self.prepare_latents(generator) for _ in range(noises - 1)])
 
     def image_tokens(self, embeds: torch.Tensor | None) -> torch.Tensor | None:
@@ -249,6 +262,9 @@ class PMGPipeline:
         self.check_inputs(grids[0].uncond[:1], None, None, grids[0].weights, guidance_scale, steps)
         do_cfg = guidance_scale != 1.0
         context, mask, row_k, coef = self._stack_grids(grids, do_cfg)
+        image_cond = self._stack_image_conds(grids, do_cfg)
+        if image_cond is not None:  # diffusers' IP-Adapter layout: (text, [image tokens])
+            context = (context, [image_cond])
         # the same initial latents for every candidate of a user; a scheduler of this call's own
         # (diffusers schedulers keep a step counter: one shared between threads breaks both calls)
         scheduler = copy.deepcopy(self.scheduler)
@@ -308,6 +324,20 @@ class PMGPipeline:
             mask = None  # nothing removed: the U-Net's plain (faster) attention
         return context, mask, row_k, coef
 
+    def _stack_image_conds(self, grids: list["GridRequest"], do_cfg: bool) -> torch.Tensor | None:
+        """All users' IP-Adapter image tokens in ``_stack_grids``' row order, padded with zero tokens (absent
+        to IP-Adapter's attention, ``pmg.generation.ip_adapter``); unconditional rows carry none. None when
+        no grid has any."""
+        conds = [g.image_cond for g in grids if g.image_cond is not None]
+        if not conds:
+            return None
+        t_max, d = max(c.shape[1] for c in conds), conds[0].shape[2]
+        rows = [torch.nn.functional.pad(g.image_cond, (0, 0, 0, t_max - g.image_cond.shape[1]))
+                if g.image_cond is not None else conds[0].new_zeros(g.cond.shape[0], t_max, d) for g in grids]
+        if do_cfg:
+            rows.insert(0, conds[0].new_zeros(sum(len(g.weights) for g in grids), t_max, d))
+        return torch.cat(rows)
+
 
     def _uncond_mask(self, uncond: torch.Tensor) -> torch.Tensor:
         """The unconditional rows' mask: the empty window tiled whole, a partial last copy masked out (image
@@ -330,6 +360,7 @@ class GridRequest:
     weights: list[tuple[float, float]]
     row_candidate: torch.Tensor  # (R,) the candidate each row of ``cond`` belongs to
     row_coef: torch.Tensor  # (R,) its coefficient in the candidate's prediction (a candidate's sum to 1)
+    image_cond: torch.Tensor | None = None  # (R, T_img, D) image tokens for an IP-Adapter (zero tokens: absent), or None
 
     def with_noises(self, latents: list[torch.Tensor]) -> "GridRequest":
         """The grid repeated once per initial latent (each (1, C, h, w)), noise-major: K x N candidates."""
@@ -338,4 +369,5 @@ class GridRequest:
             return self
         return GridRequest(self.cond.repeat(n, 1, 1), self.mask.repeat(n, 1), self.uncond.repeat(n, 1, 1),
                            torch.cat(latents).repeat_interleave(k, 0), self.weights * n,
-                           torch.cat([self.row_candidate + i * k for i in range(n)]), self.row_coef.repeat(n))
+                           torch.cat([self.row_candidate + i * k for i in range(n)]), self.row_coef.repeat(n),
+                           None if self.image_cond is None else self.image_cond.repeat(n, 1, 1))
