@@ -18,8 +18,11 @@ of them (an oracle choosing among K candidates, as PMG chooses among its grid): 
 among K images could beat. A benchmark's ideal-image rate above that would need luck; the gap
 between splits whose themes the generator's simulated users had (train) and those held out (val, test)
 is what the held-out themes cost. **told its name, scorer's pick of K** is what PMG's own selection
-makes of the same K images: the one the scorer finds most like the target text. Builds the benchmark
-on first use, as `pmg eval` does. Not a test.
+makes of the same K images: the one the scorer finds most like the target text. **... with the
+exemplar** adds the selection's picture term (``--picture-weight``): the candidate's similarity to the
+gallery exemplar retrieved for the target text (``pmg.pictures``; the gallery is a set the generator
+does not draw). With a generator that takes image prompts, the exemplar also goes into the target
+condition (``--no-pictures``: text alone). Builds the benchmark on first use, as `pmg eval` does. Not a test.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from pmg.scenarios import benchmark as benchmark_spec
 PROBES = ("told its name", "told the favourites")
 BEST = "told its name, best of K"
 PICKED = "told its name, scorer's pick of K"
+PICKED_PICTURES = "told its name, scorer's pick of K with the exemplar"
 
 
 def named_target(truth: dict) -> str:
@@ -73,6 +77,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8, help="users per batched denoising pass")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="also write each user's ranks here (jsonl)")
+    ap.add_argument("--gallery", type=Path, default=Path("models/pmg-mini/gallery"), help="where exemplars are retrieved")
+    ap.add_argument("--picture-weight", type=float, default=0.5, help="the picture term's share in the selection's fit")
+    ap.add_argument("--no-pictures", action="store_true", help="keep the exemplar out of the generator's condition")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
@@ -84,6 +91,11 @@ def main() -> None:
     pipe = load_generator(a.generator)
     scorer = load_scorer(Path(a.generator) / "scorer" if (Path(a.generator) / "scorer").is_dir() else "pmg-mini")
     refs, lp = EmojiReferences(a.art), LPIPS("alex")
+    from pmg.api import default_cache_dir
+    from pmg.pictures.gallery import Gallery
+
+    gallery = Gallery.index(a.gallery, scorer, default_cache_dir())
+    pictures = getattr(pipe, "takes_images", False) and not a.no_pictures
 
     rows = []
     for name in a.splits.split(","):
@@ -92,28 +104,35 @@ def main() -> None:
             chunk = ids[start : start + a.batch]
             users = [json.loads((bench / "users" / f"{u}.json").read_text()) for u in chunk]
             grids, keys = [], []
+            named = dict(zip(chunk, scorer.embed_texts([named_target(truth[u]) for u in chunk])))
+            exemplar = {u: gallery.search(named[u], 1)[0] for u in chunk}
             for u, user in zip(chunk, users):
                 gen = torch.Generator().manual_seed(a.seed + int("".join(c for c in u if c.isdigit()) or 0))
                 noises = [pipe.prepare_latents(gen) for _ in range(max(1, a.seeds))]
+                ex = pipe.encode_images([gallery.picture(exemplar[u])]) if pictures else None
                 for probe, (target, pref, w) in probe_conditions(user, truth[u]).items():
                     for k, latents in enumerate(noises if probe == PROBES[0] else noises[:1]):
-                        grids.append(pipe.prepare_grid(target, pref, weights=[w], latents=latents))
+                        grids.append(pipe.prepare_grid(target, pref, weights=[w], latents=latents,
+                                                       target_image_embeds=ex if probe == PROBES[0] else None))
                         keys.append((u, probe, k))
             outs = pipe.denoise_grids(grids, num_inference_steps=a.steps)
-            named = dict(zip(chunk, scorer.embed_texts([named_target(truth[u]) for u in chunk])))
-            fits = (scorer.embed_images([out.images[0] for out in outs]) * torch.stack([named[u] for u, _, _ in keys])).sum(-1)
-            for (u, probe, k), out, fit in zip(keys, outs, fits.tolist()):
+            e_img = scorer.embed_images([out.images[0] for out in outs])
+            fits = (e_img * torch.stack([named[u] for u, _, _ in keys])).sum(-1)
+            to_ex = (e_img * torch.stack([gallery.image_embeds[exemplar[u]] for u, _, _ in keys])).sum(-1)
+            fits_pic = (1 - a.picture_weight) * fits + a.picture_weight * to_ex
+            for (u, probe, k), out, fit, fit_pic in zip(keys, outs, fits.tolist(), fits_pic.tolist()):
                 t = truth[u]
                 hexes = refs.by_style[t["style"]][0]
                 rank, dist = ideal_ranks(lp, out.images, refs.features(lp, t["style"]), hexes.index(t["target_hexcode"]))[0]
                 rows.append({"user": u, "split": name, "probe": probe, "noise": k, "rank": rank, "lpips": dist, "fit": fit,
-                             "theme": t.get("theme"), "rule": t.get("target_rule")})
+                             "fit_pictures": fit_pic, "theme": t.get("theme"), "rule": t.get("target_rule")})
     if a.out:
         a.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     print(f"{a.generator} on {a.benchmark}: ground truth among the 5 real emoji nearest the image (LPIPS), "
-          f"one seeded noise per user, {pipe.default_steps if a.steps is None else a.steps} steps")
-    probes = PROBES + ((BEST.replace("K", str(a.seeds)), PICKED.replace("K", str(a.seeds))) if a.seeds > 1 else ())
+          f"one seeded noise per user, {pipe.default_steps if a.steps is None else a.steps} steps; the gallery exemplar "
+          f"{'in' if pictures else 'not in'} the target condition")
+    probes = PROBES + (tuple(p.replace("K", str(a.seeds)) for p in (BEST, PICKED, PICKED_PICTURES)) if a.seeds > 1 else ())
     width = max(len(p) for p in probes) + len(": in 5 nearest")
     print(f"{'split':<6} {'users':>5}  " + "  ".join(f"{p + ': in 5 nearest':<{width}} median rank" for p in probes))
     for name in a.splits.split(","):
@@ -134,7 +153,8 @@ def best_ranks(rows: list[dict], split: str, probe: str) -> list[int]:
         if r["split"] == split and r["probe"] == (PROBES[0] if over_noises else probe) and (over_noises or r["noise"] == 0):
             by_user.setdefault(r["user"], []).append(r)
     if probe.startswith(PICKED.split(" of ")[0]):
-        return [max(v, key=lambda r: r["fit"])["rank"] for v in by_user.values()]
+        fit = "fit_pictures" if probe.endswith(PICKED_PICTURES.split(" of K")[1]) else "fit"
+        return [max(v, key=lambda r: r[fit])["rank"] for v in by_user.values()]
     return [min(r["rank"] for r in v) for v in by_user.values()]
 
 

@@ -268,7 +268,7 @@ class PMG:
         from pmg.pictures.gallery import gallery_folder
 
         pipe = load_generator(generator, scheduler=scheduler)
-        folder = gallery_folder(gallery, generator) if getattr(pipe, "takes_images", False) else None
+        folder = gallery_folder(gallery, generator)
         lazy_gallery = Lazy(functools.partial(_index_gallery, folder, scorer, model_cache_dir)) if folder else None
         soft_obj = None
         if soft is not None and soft != "none":
@@ -470,7 +470,7 @@ class PMG:
             weights = list(config.weights)
         pics, embeds = self._pictures(user, config, kw, timings)
         warnings += pics.warnings
-        if pics.history and weights == [(0.0, 1.0)]:
+        if "history" in embeds and weights == [(0.0, 1.0)]:
             weights = list(config.weights)  # the history's pictures are a preference condition of their own
         grid = self.generator.prepare_grid(kw.target, pref or None, weights=weights, soft_embeds=soft,
                                            negative_prompt=config.negative_prompt, weighting=config.weighting,
@@ -480,11 +480,11 @@ class PMG:
         return {"grid": grid, "timings": timings, "warnings": warnings, "adapter": adapter, "pictures": pics}
 
     def _pictures(self, user: UserBehaviours, config: GenerationConfig, kw: KeywordResult, timings: dict):
-        """The user's image prompts (``pmg.pictures.prompts``) and their generator embeddings, when the
-        generator takes pictures; else none."""
+        """The user's pictures (``pmg.pictures.prompts``): the selection scores against them, and a generator
+        that takes pictures gets them as image prompts (their embeddings, returned here)."""
         from pmg.pictures.prompts import PicturePrompts, choose_pictures
 
-        if not getattr(self.generator, "takes_images", False) or not (config.history_images or config.target_images):
+        if not (config.history_images or config.target_images):
             return PicturePrompts(), {}
         t0 = time.perf_counter()
         gallery = self.gallery if config.target_images and user.target.item is None else None
@@ -492,7 +492,7 @@ class PMG:
             pics = choose_pictures(user, kw.target, k=config.image_k, history=config.history_images,
                                    target=config.target_images, gallery=gallery, embed_text=self.scorer.embed_texts)
         embeds = {role: self.generator.encode_images(images) for role, images in
-                  (("target", pics.target), ("history", pics.history)) if images}
+                  (("target", pics.target), ("history", pics.history)) if images and getattr(self.generator, "takes_images", False)}
         timings["pictures_s"] = time.perf_counter() - t0
         return pics, embeds
 

@@ -10,11 +10,12 @@ spec.loader.exec_module(ceiling)
 
 def _rows():
     rows = []
-    for user, ranks, fits in (("u1", [9, 2, 40], [0.1, 0.2, 0.3]), ("u2", [1, 7, 3], [0.5, 0.4, 0.1])):
-        for k, (rank, fit) in enumerate(zip(ranks, fits)):
-            rows.append({"user": user, "split": "test", "probe": "told its name", "noise": k, "rank": rank, "fit": fit})
+    for user, ranks, fits, pics in (("u1", [9, 2, 40], [0.1, 0.2, 0.3], [0.1, 0.5, 0.2]), ("u2", [1, 7, 3], [0.5, 0.4, 0.1], [0.2, 0.1, 0.6])):
+        for k, (rank, fit, pic) in enumerate(zip(ranks, fits, pics)):
+            rows.append({"user": user, "split": "test", "probe": "told its name", "noise": k, "rank": rank, "fit": fit,
+                         "fit_pictures": pic})
         rows.append({"user": user, "split": "test", "probe": "told the favourites", "noise": 0, "rank": 100, "fit": 0.0})
-    rows.append({"user": "u3", "split": "val", "probe": "told its name", "noise": 0, "rank": 4, "fit": 0.9})
+    rows.append({"user": "u3", "split": "val", "probe": "told its name", "noise": 0, "rank": 4, "fit": 0.9, "fit_pictures": 0.9})
     return rows
 
 
@@ -24,6 +25,7 @@ def test_best_ranks_reads_noise_zero_the_oracle_and_the_scorers_pick():
     assert ceiling.best_ranks(rows, "test", "told the favourites") == [100, 100]
     assert ceiling.best_ranks(rows, "test", "told its name, best of 3") == [2, 1]
     assert ceiling.best_ranks(rows, "test", "told its name, scorer's pick of 3") == [40, 1]  # u1's highest fit is its worst noise
+    assert ceiling.best_ranks(rows, "test", "told its name, scorer's pick of 3 with the exemplar") == [2, 3]
     assert ceiling.best_ranks(rows, "val", "told its name, best of 3") == [4]
 
 
