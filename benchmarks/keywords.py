@@ -36,7 +36,7 @@ from pmg.evaluation.stats import bootstrap_ci  # noqa: E402
 from pmg.keywords.extract import build_extractor  # noqa: E402
 from pmg.keywords.ground import content_words, is_english  # noqa: E402
 from pmg.keywords.moods import MOOD_WORDS  # noqa: E402
-from pmg.keywords.parse import _STOPWORDS, normalize_keyword  # noqa: E402
+from pmg.keywords.parse import STOPWORDS, normalize_keyword  # noqa: E402
 from pmg.keywords.templates import load_prompt_set  # noqa: E402
 
 THEME_WORDS = {
@@ -50,7 +50,7 @@ THEME_WORDS = {
 def junk(keyword: str, behaviours: str, prompt_words: set[str]) -> bool:
     words = normalize_keyword(keyword).split()
     have = set(normalize_keyword(behaviours).split())
-    if not words or (len(words) == 1 and words[0] in _STOPWORDS):
+    if not words or (len(words) == 1 and words[0] in STOPWORDS):
         return True
     present = any(w in have for w in content_words(keyword))
     if not present and set(words) <= prompt_words:

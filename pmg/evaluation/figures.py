@@ -39,7 +39,7 @@ def samples_sheet(records: list[dict], bench: Path, path: Path, about: tuple[str
                   cell: int = 64) -> None:
     """A row per user: recent history images, the real target, each variant's chosen image; under it the
     user's id and the ground-truth fields named in ``about`` (a benchmark's ``about``)."""
-    from pmg.io.output import _font
+    from pmg.io.output import font
 
     users = list(dict.fromkeys(r["user_id"] for r in records))[:n_users]
     variants = list(dict.fromkeys(r["variant"] for r in records))
@@ -48,7 +48,7 @@ def samples_sheet(records: list[dict], bench: Path, path: Path, about: tuple[str
     head = 34
     sheet = Image.new("RGB", (cols * (cell + 4) + 8, head + len(users) * (cell + 18)), "white")
     d = ImageDraw.Draw(sheet)
-    f = _font(11)
+    f = font(11)
     titles = ["history"] + [""] * (n_hist - 1) + ["target"] + variants
     for j, t in enumerate(titles):
         d.text((4 + j * (cell + 4), 4), t[:12], fill="black", font=f)

@@ -22,8 +22,8 @@ from pmg.errors import ModelLoadError
 
 __all__ = ["LPIPS", "lpips_weights_path"]
 
-_SHIFT = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
-_SCALE = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
+LPIPS_SHIFT = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
+LPIPS_SCALE = torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1)
 _VGG_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512]
 _VGG_TAPS = {1, 4, 8, 12, 16}
 
@@ -68,7 +68,7 @@ class LPIPS(nn.Module):
         self.requires_grad_(False).eval()
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = (x - _SHIFT.to(x)) / _SCALE.to(x)
+        x = (x - LPIPS_SHIFT.to(x)) / LPIPS_SCALE.to(x)
         outs = []
         if self.net == "alex":
             for i, conv in enumerate(self.convs):

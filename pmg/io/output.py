@@ -26,7 +26,7 @@ def _enlarge(im: Image.Image, size: int = DISPLAY_SIZE) -> Image.Image:
     return im.resize((size, size * im.height // im.width), Image.LANCZOS)
 
 
-def _font(size: int):
+def font(size: int):
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1
@@ -55,7 +55,7 @@ def contact_sheet(result, cell: int = 192) -> Image.Image:
     n = len(result.candidates)
     pad, text_h = 12, 58
     width = max(n * (cell + pad) + pad, 640)
-    f_small, f_title = _font(14), _font(16)
+    f_small, f_title = font(14), font(16)
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     header = [f"user {result.user_id} ({result.scenario})"]
     header += _wrap(probe, "target: " + ", ".join(result.keywords.target), f_small, width - 2 * pad)
@@ -121,21 +121,21 @@ def manifest_dict(result, files: dict[str, str], extra: dict | None = None) -> d
     }
 
 
-def _finite(obj):
+def finite(obj):
     """NaN and infinity become null: the manifest is strict JSON every parser reads."""
     import math
 
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [finite(v) for v in obj]
     return obj
 
 
 def strict_json(obj) -> str:
-    return json.dumps(_finite(obj), indent=2, ensure_ascii=False, allow_nan=False)
+    return json.dumps(finite(obj), indent=2, ensure_ascii=False, allow_nan=False)
 
 
 def save_result(result, out_dir: str | Path, extra: dict | None = None) -> Path:

@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path
 
-from pmg.keywords.parse import _singular
+from pmg.keywords.parse import singular
 
 __all__ = ["WordNetNouns", "category_keywords", "theme_keywords", "annotation_keywords", "shared_theme_words", "CATEGORY_WORDS"]
 
@@ -99,7 +99,7 @@ class WordNetNouns:
             for n in (3, 2, 1):
                 if i + n > len(raw):
                     continue
-                found = next((c for c in ("_".join(raw[i : i + n]), "_".join(map(_singular, raw[i : i + n])))
+                found = next((c for c in ("_".join(raw[i : i + n]), "_".join(map(singular, raw[i : i + n])))
                               if c in self._index), None)
                 if found:
                     out.append(found)

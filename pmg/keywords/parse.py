@@ -15,7 +15,7 @@ _STOP_LINE = re.compile(r"^\s*(###|human:|assistant:|user:|note:|explanation:|th
 _ECHO = re.compile(r"^(the\s+)?(\d+\s+)?keywords?\s+(are|is)\s*:?", re.I)
 _PLACEHOLDER = re.compile(r"^(keyword|item|example)\s*\d*$", re.I)
 # single words that are never a preference on their own (small models emit them as list items)
-_STOPWORDS = {
+STOPWORDS = {
     "a", "an", "the", "and", "or", "not", "no", "yes", "none", "n/a", "etc", "other", "others", "more", "some",
     "style", "styles", "color", "colour", "theme", "keyword", "keywords", "item", "items", "thing", "things",
     "user", "users", "he", "she", "they", "it", "his", "her", "their", "with", "of", "in", "on", "for", "to",
@@ -55,7 +55,7 @@ def parse_keywords(answer: str, *, max_words: int = 4, max_chars: int = 40) -> l
             or k.isdigit()
             or ":" in k
             or not re.search(r"[a-zA-Z]", k)
-            or k.lower() in _STOPWORDS
+            or k.lower() in STOPWORDS
             or any(c in k for c in "()[]{}\"")  # half a title or a quotation, not a keyword
         ):
             continue
@@ -79,7 +79,7 @@ def parse_answer(answer: str) -> list[str]:
     return [t for k in parse_keywords(answer) if (t := trim_keyword(k))]
 
 
-def _singular(word: str) -> str:
+def singular(word: str) -> str:
     if len(word) <= 3 or word.endswith(("ss", "us", "is", "ous")):
         return word
     if word.endswith("ies") and len(word) > 4:
@@ -93,7 +93,7 @@ def _singular(word: str) -> str:
 
 def normalize_keyword(k: str) -> str:
     """Case-, plural- and possessive-insensitive key: 'Black Cats', 'black cat' and "black cat's" are one keyword."""
-    return " ".join(_singular(re.sub(r"'s?$", "", w)) for w in re.findall(r"[a-z0-9']+", k.lower()))
+    return " ".join(singular(re.sub(r"'s?$", "", w)) for w in re.findall(r"[a-z0-9']+", k.lower()))
 
 
 def attribute_keywords(attributes: list[dict[str, str]], min_share: float = 0.3) -> dict[str, float]:
@@ -121,7 +121,7 @@ def attribute_keywords(attributes: list[dict[str, str]], min_share: float = 0.3)
 
 _PRONOUNS = {"i", "me", "my", "mine", "you", "your", "we", "our", "he", "him", "his", "she", "her", "they", "them",
              "their", "it", "its", "this", "that", "these", "those"}
-_EDGE = (_STOPWORDS - {"style", "styles", "color", "colour", "theme"}) | _PRONOUNS | {
+_EDGE = (STOPWORDS - {"style", "styles", "color", "colour", "theme"}) | _PRONOUNS | {
     "with", "very", "so", "some", "any", "all", "like", "likes", "liked", "is", "are", "was", "were", "be", "has",
     "have", "had", "does", "did"}
 

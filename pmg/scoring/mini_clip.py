@@ -93,10 +93,10 @@ class AlexNetConvs(nn.Module):
     def __init__(self):
         super().__init__()
         self.convs = nn.ModuleList(nn.Conv2d(i, o, k, s, p) for i, o, k, s, p in _ALEX_CONVS)
-        from pmg.evaluation.lpips import _SCALE, _SHIFT
+        from pmg.evaluation.lpips import LPIPS_SCALE, LPIPS_SHIFT
 
-        self.register_buffer("shift", _SHIFT.clone(), persistent=False)
-        self.register_buffer("scale", _SCALE.clone(), persistent=False)
+        self.register_buffer("shift", LPIPS_SHIFT.clone(), persistent=False)
+        self.register_buffer("scale", LPIPS_SCALE.clone(), persistent=False)
         self.requires_grad_(False)
 
     def load_imagenet_weights(self) -> "AlexNetConvs":

@@ -57,16 +57,16 @@ def _png(image) -> str:
 
 
 def _result_out(result) -> GenerateOut:
-    from pmg.io.output import _finite, manifest_dict
+    from pmg.io.output import finite, manifest_dict
 
     kw = result.keywords
     return GenerateOut(
         user_id=result.user_id,
         keywords=KeywordsOut(preference=kw.preference, target=kw.target, cached=kw.cached, model=kw.model, warnings=kw.warnings),
-        candidates=[{"w_p": c.w_p, "w_t": c.w_t, "noise": c.noise, "d_p": _finite(c.d_p), "d_t": _finite(c.d_t) or 0.0,
-                     "z": _finite(c.z) if _finite(c.z) is not None else -1e9, "png": _png(c.image)} for c in result.candidates],
+        candidates=[{"w_p": c.w_p, "w_t": c.w_t, "noise": c.noise, "d_p": finite(c.d_p), "d_t": finite(c.d_t) or 0.0,
+                     "z": finite(c.z) if finite(c.z) is not None else -1e9, "png": _png(c.image)} for c in result.candidates],
         best=result.best, timings={k: round(v, 4) for k, v in result.timings.items()},
-        manifest=_finite(manifest_dict(result, files={})),
+        manifest=finite(manifest_dict(result, files={})),
         pictures=[{**rec, "png": _png(im)} for rec, im in zip(result.pictures, result.picture_images)],
     )
 

@@ -21,7 +21,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from pmg.generation.loading import load_generator
-from pmg.io.output import _font
+from pmg.io.output import font
 from training.pmg_mini.build_data import STYLES
 
 GRID_CONCEPTS = ["1F600", "1F63A", "1F436", "1F355", "26BD", "1F525", "1F333", "1F680", "1F98A", "1F34E", "2B50", "1F697"]
@@ -62,7 +62,7 @@ def sample_grid(pipe, meta, data: Path, path: Path, seed: int, steps: int, guida
     top, left = 22, 80
     sheet = Image.new("RGB", (left + cell * len(concepts), top + 2 * cell * len(STYLES)), "white")
     d = ImageDraw.Draw(sheet)
-    f = _font(12)
+    f = font(12)
     for j, h in enumerate(concepts):
         d.text((left + j * cell + 2, 4), labels[h][:14], fill="black", font=f)
     for i, s in enumerate(STYLES):

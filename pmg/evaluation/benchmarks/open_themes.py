@@ -33,7 +33,7 @@ import random
 import re
 from pathlib import Path
 
-from pmg.evaluation.benchmarks.emoticons import MOOD_TARGETS, MOODS, STYLES, THEMES, _usage_weight, fresh_layout, load_art, save_images
+from pmg.evaluation.benchmarks.emoticons import MOOD_TARGETS, MOODS, STYLES, THEMES, usage_weight, fresh_layout, load_art, save_images
 from pmg.keywords.moods import MOOD_WORDS
 
 __all__ = ["build_open_theme_benchmark", "open_subgroups", "split_themes", "ground_truth_emoji", "theme_names",
@@ -100,10 +100,10 @@ def theme_names(subgroup: str) -> list[str]:
 def names_theme(keyword: str, names: list[str]) -> bool:
     """Whether a keyword names the theme: one of its words is a theme name or the name with a short ending
     ("sports" names "person-sport", "musical" names "music", "locked" names "lock"; "toolbox" is not "tool")."""
-    from pmg.keywords.parse import _singular
+    from pmg.keywords.parse import singular
 
     words = re.findall(r"[a-z]+", keyword.lower())
-    stems = {_singular(n) for n in names} | set(names)  # "arts" is named by "art"
+    stems = {singular(n) for n in names} | set(names)  # "arts" is named by "art"
     return any(w == n or (w.startswith(n) and w[len(n):] in ENDINGS) for w in words for n in stems)
 
 
@@ -185,7 +185,7 @@ def build_open_theme_benchmark(art: str | Path, out: str | Path, n_users: int = 
     pools = open_subgroups(meta)
     themes = split_themes(list(pools), seed)
     theme_split = {t: s for s, ts in themes.items() for t in ts}
-    usage = {h: _usage_weight(m["emoji"]) for h, m in concepts.items()}
+    usage = {h: usage_weight(m["emoji"]) for h, m in concepts.items()}
     rng = random.Random(seed)
     fresh_layout(out)
     used: set[tuple[str, str]] = set()
