@@ -35,7 +35,7 @@ def main() -> None:
     from pmg.api import ModelSpec, default_cache_dir
     from pmg.batch import BatchConfig
     from pmg.evaluation.recommend import RecConfig, run_table4
-    from pmg.registry import default_model
+    from pmg.scenarios import default_model
     from pmg.scoring.scorers import load_scorer
 
     torch.set_num_threads(args.threads)

@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from PIL import Image
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from pmg.scoring.scorers import Scorer
     from pmg.soft.embedder import SoftEmbedder
 
-__all__ = ["GenerationConfig", "Candidate", "PMGResult", "PMG", "ModelSpec", "default_cache_dir", "bundled_adapters",
+__all__ = ["GenerationConfig", "OPTION_NAMES", "Candidate", "PMGResult", "PMG", "ModelSpec", "default_cache_dir", "bundled_adapters",
            "build_captioner"]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pmg.errors import ModelLoadError
 
-__all__ = ["BUILTIN_MODELS", "default_model", "models_dir", "resolve_generator", "resolve_scorer", "resolve_llm", "BUILTIN_LLMS", "check_specs"]
+__all__ = ["BUILTIN_MODELS", "models_dir", "resolve_generator", "resolve_scorer", "resolve_llm", "BUILTIN_LLMS", "check_specs"]
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # the miniature models this repository trains and ships: emoji (pmg-mini) and garments (pmg-mini-fashion)
@@ -34,13 +34,6 @@ def _builtin(name: str, sub: str | None = None) -> Path:
     if not path.exists():
         raise ModelLoadError(f"built-in model {name!r} not found at {path} (set PMG_MODELS_DIR?)")
     return path
-
-
-def default_model(scenario: str | None) -> str:
-    """The built-in model for a scenario ('auto'); the table is ``pmg.scenarios``."""
-    from pmg.scenarios import default_model as scenario_model
-
-    return scenario_model(scenario)
 
 
 def resolve_generator(spec: str | Path) -> Path:

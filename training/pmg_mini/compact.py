@@ -53,7 +53,7 @@ def load_compact(path: Path) -> tuple[dict, dict, int, dict]:
 def export_compact(path: Path, run: Path) -> int:
     """The EMA of ``save_compact``'s file as ``run/export/unet`` (fp16 diffusers layout) with the run's
     ``config.json``: what ``training.pmg_mini.export --gen-run run`` reads. Returns the step."""
-    from training.pmg_mini.train_generator import build_unet, export
+    from training.pmg_mini.unet import build_unet, export
 
     _, ema, step, config = load_compact(path)
     if not config.get("unet_config"):
