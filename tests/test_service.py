@@ -85,7 +85,7 @@ def test_health_models_keywords_and_jobs(client):
 def test_eight_parallel_requests_are_batched_and_each_equals_its_own(client):
     animals = ["cat", "dog", "fox", "owl", "bee", "cow", "pig", "elk"]
     alone = {a: _pixels(client.post("/v1/generate", json=body(a, seed=i)).json()) for i, a in enumerate(animals)}
-    worker = client.app.state.pmg_state.worker
+    worker = client.app.state.pmg_state.engine.worker
     worker.batches.clear()
     with ThreadPoolExecutor(8) as pool:
         outs = list(pool.map(lambda ia: client.post("/v1/generate", json=body(ia[1], seed=ia[0])).json(), enumerate(animals)))
@@ -102,7 +102,7 @@ def test_eight_parallel_requests_are_batched_and_each_equals_its_own(client):
 def test_queue_full_answers_429(tiny_pipe):
     app = create_app(_pmg(tiny_pipe), ServiceConfig(max_batch=1, queue_size=1, timeout_s=60))
     with TestClient(app) as c:
-        worker = c.app.state.pmg_state.worker
+        worker = c.app.state.pmg_state.engine.worker
         worker.stop()  # nothing is taken from the queue any more
         threading.Event().wait(0.3)
         assert c.post("/v1/jobs", json=body()).status_code == 202
@@ -113,7 +113,7 @@ def test_queue_full_answers_429(tiny_pipe):
 def test_timeout_answers_504(tiny_pipe):
     app = create_app(_pmg(tiny_pipe), ServiceConfig(timeout_s=0.01))
     with TestClient(app) as c:
-        c.app.state.pmg_state.worker.stop()
+        c.app.state.pmg_state.engine.worker.stop()
         threading.Event().wait(0.3)
         r = c.post("/v1/generate", json=body())
         assert r.status_code == 504 and "took over" in r.json()["detail"]
