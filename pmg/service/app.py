@@ -36,7 +36,7 @@ from pmg.keywords.extract import KeywordResult
 from pmg.service.schemas import ErrorOut, GenerateIn, GenerateOut, JobOut, KeywordsOut, UserIn, to_behaviours
 from pmg.service.worker import Job, QueueFull, Worker, status_for, with_keywords
 
-__all__ = ["ServiceConfig", "Engine", "LocalEngine", "create_app", "models_info"]
+__all__ = ["ServiceConfig", "Engine", "LocalEngine", "create_app", "load_models", "models_info"]
 
 log = logging.getLogger("pmg.service")
 STATIC = Path(__file__).parent / "static"
@@ -87,6 +87,19 @@ def models_info(pmg: PMG) -> dict:
             "default_noises": getattr(pmg.generator, "default_noises", 1), "scenarios": pmg.scenario_models()}
 
 
+def load_models(load: Callable[[], PMG] | PMG, threads: int | None = None) -> PMG:
+    """``load()`` (or ``load`` itself, a PMG), once its LLM has loaded if that loads in the background."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    pmg = load if isinstance(load, PMG) else load()
+    wait_ready = getattr(getattr(pmg.extractor, "llm", None), "wait_ready", None)
+    if wait_ready is not None:  # an LLM loading in the background (llama.cpp's process): ready once it has
+        wait_ready()
+    return pmg
+
+
 class Engine:
     """Where the routes' work runs: ``LocalEngine`` (the models in this process, one worker thread) or
     ``pmg.service.ray_serve.RayEngine`` (model replicas on Ray Serve). The app is the same for both."""
@@ -122,10 +135,7 @@ class LocalEngine(Engine):
         self.slow_start = not isinstance(load, PMG)
 
     def start(self) -> None:
-        pmg = self.load() if self.slow_start else self.load
-        wait_ready = getattr(getattr(pmg.extractor, "llm", None), "wait_ready", None)
-        if wait_ready is not None:  # an LLM loading in the background (llama.cpp's process): ready once it has
-            wait_ready()
+        pmg = load_models(self.load)
         self.worker = Worker(pmg, max_batch=self.cfg.max_batch, queue_size=self.cfg.queue_size,
                              batch_window_s=self.cfg.batch_window_s).start()
         self.pmg = pmg
