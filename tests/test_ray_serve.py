@@ -188,6 +188,23 @@ def test_ray_serve_config_names_the_field():
         "min_replicas": 1, "initial_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 4}}
 
 
+def test_the_kuberay_manifest_builds_the_app(repo):
+    import yaml
+    from ray.serve import Application
+
+    from pmg.errors import ConfigError
+    from pmg.service.ray_serve import app_builder
+
+    manifest = yaml.safe_load((repo / "docs" / "kuberay-rayservice.yaml").read_text())
+    (app,) = yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"]
+    assert app["import_path"] == "pmg.service.ray_serve:app_builder" and app["route_prefix"] == "/"
+    assert isinstance(app_builder(app["args"]), Application)
+    with pytest.raises(ConfigError, match=r"^args.cluster.replica: not a field of RayServeConfig"):
+        app_builder({"cluster": {"replica": 2}})
+    with pytest.raises(ConfigError, match=r"^args.model: not one of models, service, cluster"):
+        app_builder({"model": {}})
+
+
 # ------------------------------------------------------------------------- the served app (2 replicas)
 @pytest.fixture(scope="module")
 def api(ray_service):

@@ -43,7 +43,7 @@ try:
 except ImportError as e:
     raise ConfigError(f"the ray engine needs Ray Serve: pip install -e \".[ray]\" ({e})") from None
 
-__all__ = ["RayServeConfig", "RayEngine", "RayService", "build_app", "serve_forever"]
+__all__ = ["RayServeConfig", "RayEngine", "RayService", "app_builder", "build_app", "serve_forever"]
 
 log = logging.getLogger("pmg.service")
 APP_NAME = "pmg"
@@ -209,6 +209,30 @@ def build_app(load: Callable[[], PMG], service: ServiceConfig, cluster: RayServe
     ingress = serve.deployment(Ingress, name=INGRESS, num_replicas=1, ray_actor_options={"num_cpus": 0},
                                max_ongoing_requests=capacity + 64)  # + polls, health checks, the page
     return ingress.bind(models.bind(load, service, cluster.threads), service, cluster)
+
+
+def app_builder(args: dict):
+    """The application for Serve config files (``import_path: pmg.service.ray_serve:app_builder``; KubeRay's
+    RayService, ``serve run``). ``args``: ``models`` (``ModelSpec``'s fields), ``service`` (``ServiceConfig``'s;
+    ``api_key`` defaults to $PMG_API_KEY) and ``cluster`` (``RayServeConfig``'s), each a mapping."""
+    import dataclasses
+    import os
+
+    from pmg.api import ModelSpec
+
+    parts = {"models": ModelSpec, "service": ServiceConfig, "cluster": RayServeConfig}
+    for key in set(args) - set(parts):
+        raise ConfigError(f"args.{key}: not one of {', '.join(parts)}")
+    built = {}
+    for key, cls in parts.items():
+        given = dict(args.get(key) or {})
+        fields = {f.name for f in dataclasses.fields(cls)}
+        for name in set(given) - fields:
+            raise ConfigError(f"args.{key}.{name}: not a field of {cls.__name__} ({', '.join(sorted(fields))})")
+        built[key] = cls(**given)
+    if built["service"].api_key is None and os.environ.get("PMG_API_KEY"):
+        built["service"] = dataclasses.replace(built["service"], api_key=os.environ["PMG_API_KEY"])
+    return build_app(built["models"], built["service"], built["cluster"])
 
 
 class RayService:
