@@ -154,6 +154,9 @@ def test_a_replica_that_dies_is_retried_elsewhere_then_503():
         def remote(self, *args):
             return self
 
+        def cancel(self):
+            self.cancelled = True
+
         def result(self, timeout_s=None):
             self.calls += 1
             out = self.outcomes.pop(0)
@@ -172,6 +175,42 @@ def test_a_replica_that_dies_is_retried_elsewhere_then_503():
     with pytest.raises(InputError) as e:  # the replica's own error, not Ray's wrapping (no traceback)
         RayEngine(Handle(wrapped), cfg, capacity=1).models()
     assert str(e.value) == "history[0].title: empty"
+    slow = Handle(TimeoutError())
+    with pytest.raises(HTTPException) as e:
+        RayEngine(slow, cfg, capacity=1).models()
+    assert e.value.status_code == 504 and slow.cancelled  # and the replica is told to stop
+
+
+def test_the_ingress_holds_capacity_requests_then_429():
+    import threading
+
+    from pmg.service import ServiceConfig
+    from pmg.service.ray_serve import RayEngine
+    from pmg.service.worker import Job, QueueFull
+
+    gate = threading.Event()
+
+    class Handle:  # a replica that answers once the gate opens
+        def __getattr__(self, method):
+            return self
+
+        def remote(self, *args):
+            return self
+
+        def result(self, timeout_s=None):
+            gate.wait(10)
+            return ("done", "the result", None, None)
+
+    engine = RayEngine(Handle(), ServiceConfig(), capacity=2)
+    first, second = engine.submit(Job(None, None)), engine.submit(Job(None, None))
+    with pytest.raises(QueueFull, match="holds 2 requests"):
+        engine.submit(Job(None, None))
+    assert engine.job(first.id).status == "generating"
+    gate.set()
+    assert first.done.wait(10) and second.done.wait(10)
+    assert (first.status, first.result, engine.job(second.id).result) == ("done", "the result", "the result")
+    assert engine.submit(Job(None, None)).done.wait(10)  # room again
+    engine.stop()
 
 
 def test_ray_serve_config_names_the_field():

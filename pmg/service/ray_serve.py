@@ -77,6 +77,10 @@ class RayServeConfig:
     def most_replicas(self) -> int:
         return self.max_replicas or self.replicas
 
+    def capacity(self, service: ServiceConfig) -> int:
+        """Requests the ingress holds before 429: a batch running on every replica, plus the service's queue."""
+        return service.queue_size + service.max_batch * self.most_replicas
+
     def scaling(self, max_batch: int) -> dict:
         """The model deployment's replica options: a fixed number, or Serve's autoscaling."""
         if self.most_replicas == self.replicas:
@@ -150,6 +154,7 @@ class RayEngine(Engine):
                 raise QueueFull(f"the service holds {self.capacity} requests already; try again shortly")
             self._running += 1
             keep_job(self.jobs, job, KEEP_JOBS)
+        job.status, job.progress = "generating", 0.1  # on a replica from now on: no finer progress
         self._pool.submit(self._run, job)
         return job
 
@@ -158,7 +163,6 @@ class RayEngine(Engine):
 
     def _run(self, job: Job) -> None:
         try:
-            job.status, job.progress = "generating", 0.1
             job.finish(*self._call("generate", job.user, job.config, job.keywords))
         except HTTPException as e:
             job.finish("failed", error=e.detail, error_status=e.status_code)
@@ -173,14 +177,16 @@ class RayEngine(Engine):
         """``method`` on a model replica; on another one if that one dies, ``retries`` times, then 503.
         The replica's own errors (a ``PMGError``) are raised as they are, without Ray's wrapping."""
         for attempt in range(self.retries + 1):
+            response = getattr(self.handle, method).remote(*args)
             try:
-                return getattr(self.handle, method).remote(*args).result(timeout_s=self.cfg.timeout_s)
+                return response.result(timeout_s=self.cfg.timeout_s)
             except RayActorError as e:  # the replica died or cannot be reached (ActorUnavailableError)
                 log.warning("a model replica stopped during %s (%s); %s", method, type(e).__name__,
                             "sending it to another" if attempt < self.retries else "giving up")
             except RayTaskError as e:
                 raise e.cause if isinstance(e.cause, Exception) else e from None
             except TimeoutError:
+                response.cancel()  # the replica stops working on it
                 raise HTTPException(status_code=504, detail=f"the request took over {self.cfg.timeout_s:g} s") from None
         raise HTTPException(status_code=503, detail="the model replicas that took this request stopped; try again")
 
@@ -191,9 +197,7 @@ class Ingress:
 
     def __init__(self, models, service: ServiceConfig, cluster: RayServeConfig):
         self.service = service
-        # the ingress holds what every replica could run at once, plus the queue the service allows
-        capacity = service.queue_size + service.max_batch * cluster.most_replicas
-        self.engine = RayEngine(models, service, capacity=capacity, retries=cluster.retries)
+        self.engine = RayEngine(models, service, capacity=cluster.capacity(service), retries=cluster.retries)
 
     def __serve_build_asgi_app__(self):
         return create_app(self.engine, self.service)
@@ -205,9 +209,8 @@ def build_app(load: Callable[[], PMG], service: ServiceConfig, cluster: RayServe
     models = serve.deployment(ModelReplica, name=MODELS, ray_actor_options={"num_cpus": cluster.threads},
                               max_ongoing_requests=2 * service.max_batch,  # one batch running, the next gathering
                               **cluster.scaling(service.max_batch))
-    capacity = service.queue_size + service.max_batch * cluster.most_replicas
     ingress = serve.deployment(Ingress, name=INGRESS, num_replicas=1, ray_actor_options={"num_cpus": 0},
-                               max_ongoing_requests=capacity + 64)  # + polls, health checks, the page
+                               max_ongoing_requests=cluster.capacity(service) + 64)  # + polls, health checks, the page
     return ingress.bind(models.bind(load, service, cluster.threads), service, cluster)
 
 
