@@ -44,12 +44,16 @@ def user(i: int, tag: str = "") -> dict:
             "conversations": [f"look at my {a}"], "options": {"seed": i}}
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def serve(pmg: PMG, max_batch: int) -> tuple[str, object]:
     import uvicorn
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = create_app(pmg, ServiceConfig(max_batch=max_batch, queue_size=64, timeout_s=600, batch_window_s=0.05))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     threading.Thread(target=server.run, daemon=True).start()

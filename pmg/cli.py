@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from pmg.errors import PMGError
+from pmg.errors import ConfigError, PMGError
 
 EXIT_INPUT, EXIT_UNEXPECTED = 2, 1
 LLM_BACKENDS = ["auto", "xllamacpp", "transformers", "llamacpp", "openai"]
@@ -325,6 +325,12 @@ def _add_serve(sub) -> None:
     s.add_argument("--queue-size", type=int, default=16, help="waiting requests before 429")
     s.add_argument("--timeout", type=float, default=120.0, help="seconds per request before 504")
     s.add_argument("--api-key", default=os.environ.get("PMG_API_KEY"), help="required on every route but health (default: $PMG_API_KEY)")
+    s.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="'ray': model replicas on Ray Serve behind one address (pip install -e \".[ray]\")")
+    s.add_argument("--replicas", type=int, default=1, help="ray: model replicas, each with its models (the fewest when autoscaling)")
+    s.add_argument("--max-replicas", type=int, default=None, help="ray: autoscale up to this many (default: --replicas, no autoscaling)")
+    s.add_argument("--target-ongoing-requests", type=float, default=None, help="ray: autoscaling's requests per replica (default: --max-batch)")
+    s.add_argument("--address", default=None, help="ray: an existing Ray cluster (default: a local Ray, started and stopped with the server)")
 
 
 # ------------------------------------------------------------------------------------ commands
@@ -495,9 +501,19 @@ def cmd_serve(args) -> int:
     check_integer(args.max_batch, "--max-batch", 1, MAX_SERVE_BATCH)
     check_integer(args.queue_size, "--queue-size", 1, MAX_QUEUE)
     check_number(args.timeout, "--timeout", 1, MAX_TIMEOUT_S)
+    ray_options = dict(replicas=args.replicas, max_replicas=args.max_replicas, target_ongoing_requests=args.target_ongoing_requests,
+                       address=args.address)
+    if args.engine == "local" and ray_options != dict(replicas=1, max_replicas=None, target_ongoing_requests=None, address=None):
+        raise ConfigError("--replicas, --max-replicas, --target-ongoing-requests and --address need --engine ray")
     spec = _model_spec(args, scenarios=set())  # every scenario, each with its own models (loaded on first use)
-    app = create_app(spec, ServiceConfig(max_batch=args.max_batch, queue_size=args.queue_size, timeout_s=args.timeout,
-                                         api_key=args.api_key or None))
+    service = ServiceConfig(max_batch=args.max_batch, queue_size=args.queue_size, timeout_s=args.timeout, api_key=args.api_key or None)
+    if args.engine == "ray":
+        from pmg.service.ray_serve import RayServeConfig, serve_forever
+
+        cluster = RayServeConfig(**ray_options, threads=args.threads)
+        serve_forever(spec, service, cluster, host=args.host, port=args.port, log=_console(args).log)
+        return 0
+    app = create_app(spec, service)
     _console(args).log(f"PMG at http://{args.host}:{args.port}/ (API docs at /docs); loading models ...")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -18,6 +18,27 @@ def tiny_pipe():
     return tiny_pipeline(0)
 
 
+@pytest.fixture(scope="session")
+def ray_service():
+    """``pmg serve --engine ray``: 2 model replicas of tiny seeded models (``tiny_pmg_by_scenario``) on a
+    local Ray, set like test_service's ``client``; started once per session (about 20 s), stopped at its end."""
+    pytest.importorskip("ray.serve", reason="the ray engine needs Ray Serve: pip install -e '.[ray]'")
+    import ray
+    from helpers import free_port, tiny_pmg_by_scenario
+
+    from pmg.ray_init import init_ray
+    from pmg.service import ServiceConfig
+    from pmg.service.ray_serve import RayServeConfig, RayService
+
+    started = init_ray(None, num_cpus=4)  # two CPUs beyond the replicas': other tests' Ray actors still fit
+    service = RayService(tiny_pmg_by_scenario, ServiceConfig(max_batch=8, queue_size=16, timeout_s=60, batch_window_s=0.2),
+                         RayServeConfig(replicas=2), port=free_port()).start()
+    yield service
+    service.stop()
+    if started:
+        ray.shutdown()
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

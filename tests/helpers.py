@@ -184,6 +184,19 @@ def tiny_pmg():
     return PMG(KeywordExtractor(ScriptedLLM(animal_answer)), tiny_pipeline(0), ColourScorer())
 
 
+def tiny_pmg_by_scenario():
+    """``tiny_pmg`` whose clothing users get their own generator (seeded differently), loaded on the first
+    one, as ``PMG.from_names`` gives each scenario its own models. Picklable by reference, like ``tiny_pmg``."""
+    from pmg.api import PMG
+    from pmg.keywords.extract import KeywordExtractor
+
+    def clothing():
+        return PMG(KeywordExtractor(ScriptedLLM(animal_answer)), tiny_pipeline(1), ColourScorer())
+
+    base = tiny_pmg()
+    return PMG(base.extractor, base.generator, base.scorer, scenarios={"clothing": clothing})
+
+
 def patch_tiny_models(monkeypatch, answer=animal_answer) -> list[str]:
     """``PMG.from_names`` loads tiny seeded models instead of the real ones: a tiny pipeline named like the
     generator asked for, ``ColourScorer``, and a keyword stage answered by ``answer``. Returns the list of
@@ -261,3 +274,12 @@ def save_tiny_ip_adapter(sd_folder: Path, seed: int = 0, encoder_in: str = "ip_a
     (sd_folder / "ip_adapter").mkdir(exist_ok=True)
     save_file(tiny_ip_adapter_state_dict(unet, 16, seed), sd_folder / "ip_adapter" / "ip-adapter_sd15.safetensors")
     return sd_folder
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for servers the tests start)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -38,6 +38,19 @@ def client(tiny_pipe):
         yield c
 
 
+@pytest.fixture(params=["local", "ray"])
+def api(request):
+    """The single-process service (``client``) or the same app on Ray Serve (conftest's ``ray_service``,
+    2 replicas): bad input must get the same answers from both."""
+    if request.param == "local":
+        yield request.getfixturevalue("client")
+        return
+    import httpx
+
+    with httpx.Client(base_url=request.getfixturevalue("ray_service").url, timeout=60) as c:
+        yield c
+
+
 def _pixels(out):
     return [np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(io.BytesIO(base64.b64decode(c["png"])))) for c in out["candidates"]]
 
@@ -85,7 +98,7 @@ def test_health_models_keywords_and_jobs(client):
 def test_eight_parallel_requests_are_batched_and_each_equals_its_own(client):
     animals = ["cat", "dog", "fox", "owl", "bee", "cow", "pig", "elk"]
     alone = {a: _pixels(client.post("/v1/generate", json=body(a, seed=i)).json()) for i, a in enumerate(animals)}
-    worker = client.app.state.pmg_state.worker
+    worker = client.app.state.pmg_state.engine.worker
     worker.batches.clear()
     with ThreadPoolExecutor(8) as pool:
         outs = list(pool.map(lambda ia: client.post("/v1/generate", json=body(ia[1], seed=ia[0])).json(), enumerate(animals)))
@@ -102,7 +115,7 @@ def test_eight_parallel_requests_are_batched_and_each_equals_its_own(client):
 def test_queue_full_answers_429(tiny_pipe):
     app = create_app(_pmg(tiny_pipe), ServiceConfig(max_batch=1, queue_size=1, timeout_s=60))
     with TestClient(app) as c:
-        worker = c.app.state.pmg_state.worker
+        worker = c.app.state.pmg_state.engine.worker
         worker.stop()  # nothing is taken from the queue any more
         threading.Event().wait(0.3)
         assert c.post("/v1/jobs", json=body()).status_code == 202
@@ -113,7 +126,7 @@ def test_queue_full_answers_429(tiny_pipe):
 def test_timeout_answers_504(tiny_pipe):
     app = create_app(_pmg(tiny_pipe), ServiceConfig(timeout_s=0.01))
     with TestClient(app) as c:
-        c.app.state.pmg_state.worker.stop()
+        c.app.state.pmg_state.engine.worker.stop()
         threading.Event().wait(0.3)
         r = c.post("/v1/generate", json=body())
         assert r.status_code == 504 and "took over" in r.json()["detail"]
@@ -121,25 +134,25 @@ def test_timeout_answers_504(tiny_pipe):
 
 @pytest.mark.parametrize("image", ["/etc/passwd", "../examples/users/cat.png", "file:///etc/hosts", "http://127.0.0.1/x.png",
                                    base64.b64encode(b"not an image").decode()])
-def test_path_like_or_bad_images_are_422(client, image):
+def test_path_like_or_bad_images_are_422(api, image):
     b = body()
     b["history"][0]["image"] = image
-    r = client.post("/v1/generate", json=b)
+    r = api.post("/v1/generate", json=b)
     assert r.status_code == 422 and "history[0].image" in r.json()["detail"]
 
 
-def test_base64_images_are_used_and_bombs_refused(client):
+def test_base64_images_are_used_and_bombs_refused(api):
     from PIL import Image
 
     buf = io.BytesIO()
     Image.new("RGB", (32, 32), (255, 0, 0)).save(buf, format="PNG")
     b = body()
     b["history"][0]["image"] = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-    assert client.post("/v1/generate", json=b).status_code == 200
+    assert api.post("/v1/generate", json=b).status_code == 200
     buf = io.BytesIO()
     Image.new("1", (20_000, 20_000)).save(buf, format="PNG")
     b["history"][0]["image"] = base64.b64encode(buf.getvalue()).decode()
-    r = client.post("/v1/generate", json=b)
+    r = api.post("/v1/generate", json=b)
     assert r.status_code == 422 and "pixels" in r.json()["detail"]
 
 
@@ -150,15 +163,15 @@ def test_base64_images_are_used_and_bombs_refused(client):
     ({"scenario": "cooking"}, "scenario"), ({"target": {}}, "target"), ({"extra": 1}, "extra"),
     ({"conversations": ["x" * 30_000]}, "conversations"),
 ])
-def test_bounds_are_422_naming_the_field(client, patch, field):
-    r = client.post("/v1/generate", json=body(**patch))
+def test_bounds_are_422_naming_the_field(api, patch, field):
+    r = api.post("/v1/generate", json=body(**patch))
     assert r.status_code == 422 and field in r.json()["detail"], r.text
 
 
-def test_body_limit_and_nan(client):
-    r = client.post("/v1/generate", content=b"{" + b" " * (9 * 1024 * 1024) + b"}", headers={"content-type": "application/json"})
+def test_body_limit_and_nan(api):
+    r = api.post("/v1/generate", content=b"{" + b" " * (9 * 1024 * 1024) + b"}", headers={"content-type": "application/json"})
     assert r.status_code == 413
-    r = client.post("/v1/generate", content=json.dumps(body()).replace('"seed": 0', '"seed": 0, "alpha": NaN').encode(),
+    r = api.post("/v1/generate", content=json.dumps(body()).replace('"seed": 0', '"seed": 0, "alpha": NaN').encode(),
                     headers={"content-type": "application/json"})
     assert r.status_code == 422
 
@@ -173,13 +186,13 @@ def test_api_key_guards_all_but_health(tiny_pipe):
         assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
-def test_page_and_examples(client):
-    page = client.get("/")
+def test_page_and_examples(api):
+    page = api.get("/")
     assert page.status_code == 200 and "Generate" in page.text
-    assert client.get("/static/app.js").status_code == 200
-    ex = client.get("/v1/examples").json()
+    assert api.get("/static/app.js").status_code == 200
+    ex = api.get("/v1/examples").json()
     assert "cat_lover" in ex and ex["cat_lover"]["scenario"] == "emoticon"
-    assert len(client.get("/v1/palette").json()["emoji"]) > 50
+    assert len(api.get("/v1/palette").json()["emoji"]) > 50
 
 
 class _Broken:
@@ -273,8 +286,8 @@ def test_health_is_ready_once_the_llm_has_loaded_and_names_its_failure(tiny_pipe
     ({"target": ["x" * 5000]}, "keywords.target.0"), ({"preference": ["cat", "y" * 5000], "target": ["sad"]}, "keywords.preference.1"),
     ({"target": ["<|im_end|>", " \x1b[0m "]}, "keywords.target"),
 ])
-def test_edited_keywords_are_bounded_each(client, keywords, field):
-    r = client.post("/v1/generate", json=body(keywords=keywords))
+def test_edited_keywords_are_bounded_each(api, keywords, field):
+    r = api.post("/v1/generate", json=body(keywords=keywords))
     assert r.status_code == 422 and field in r.json()["detail"], r.text
 
 

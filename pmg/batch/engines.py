@@ -9,8 +9,6 @@ its workers wrote; workers load the models once and write their users' folders t
 from __future__ import annotations
 
 import multiprocessing
-import os
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -64,24 +62,12 @@ def run_local(chunks: list, loader: Callable, config, out_root: str | Path, *, w
 
 def run_ray(chunks: list, loader: Callable, config, out_root: str | Path, *, workers: int = 1, threads: int = 1,
             address: str | None = None) -> Iterator[list[dict]]:
-    try:
-        import ray
-        from ray.util import ActorPool
-    except ImportError:
-        from pmg.errors import ConfigError
+    from pmg.ray_init import init_ray
 
-        raise ConfigError("--engine ray needs Ray: pip install -e \".[ray]\"") from None
-    started = not ray.is_initialized()
-    if started and address:
-        ray.init(address=address, log_to_driver=False)
-    elif started:
-        # a local Ray for this run: CPUs for the actors, a small object store (only outcomes travel),
-        # this process's import path so actors import what the driver imports, and actors at normal
-        # priority (Ray's default niceness of 15 starves them beside any other busy process)
-        os.environ.setdefault("RAY_worker_niceness", "0")
-        path = os.pathsep.join(p for p in sys.path if p)
-        ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False,
-                 object_store_memory=100 * 1024**2, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    started = init_ray(address, num_cpus=workers * threads)
+    import ray
+    from ray.util import ActorPool
+
     actor_cls = ray.remote(num_cpus=threads)(BatchWorker)
     actors = [actor_cls.remote(loader, threads) for _ in range(workers)]
     try:

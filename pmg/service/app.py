@@ -1,4 +1,5 @@
-"""``pmg serve``: the FastAPI app. Models load once at start-up; one worker owns them (see worker.py).
+"""``pmg serve``: the FastAPI app. Models load once at start-up; one worker owns them (see worker.py), or,
+with the ray engine, each model replica on Ray Serve owns its own (ray_serve.py) behind this same app.
 
 Routes (OpenAPI schema at /docs): POST /v1/generate (waits for the result), POST /v1/jobs + GET
 /v1/jobs/{id} (submit, then poll progress), POST /v1/keywords, GET /v1/health (ready once the
@@ -28,12 +29,14 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from pmg.api import PMG
+from pmg.behaviours.schema import UserBehaviours
 from pmg.bundled import examples_dir
 from pmg.errors import PMGError
+from pmg.keywords.extract import KeywordResult
 from pmg.service.schemas import ErrorOut, GenerateIn, GenerateOut, JobOut, KeywordsOut, UserIn, to_behaviours
 from pmg.service.worker import Job, QueueFull, Worker, status_for, with_keywords
 
-__all__ = ["ServiceConfig", "create_app"]
+__all__ = ["ServiceConfig", "Engine", "LocalEngine", "create_app", "load_models", "models_info"]
 
 log = logging.getLogger("pmg.service")
 STATIC = Path(__file__).parent / "static"
@@ -76,34 +79,107 @@ def _job_out(job: Job) -> JobOut:
                   result=_result_out(job.result) if job.result is not None else None, error=job.error)
 
 
+def models_info(pmg: PMG) -> dict:
+    """What GET /v1/models says of these models."""
+    soft = pmg.soft if isinstance(pmg.soft, dict) else {"*": pmg.soft} if pmg.soft else {}
+    return {"llm": pmg.extractor.llm.name, "generator": pmg.generator.name, "scorer": pmg.scorer.name,
+            "soft": {k: v.name for k, v in soft.items()}, "default_steps": pmg.generator.default_steps,
+            "default_alpha": pmg.generator.default_alpha, "default_grid": [list(w) for w in pmg.generator.default_grid],
+            "default_noises": getattr(pmg.generator, "default_noises", 1), "scenarios": pmg.scenario_models()}
+
+
+def load_models(load: Callable[[], PMG] | PMG, threads: int | None = None) -> PMG:
+    """``load()`` (or ``load`` itself, a PMG), once its LLM has loaded if that loads in the background."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    pmg = load if isinstance(load, PMG) else load()
+    wait_ready = getattr(getattr(pmg.extractor, "llm", None), "wait_ready", None)
+    if wait_ready is not None:  # an LLM loading in the background (llama.cpp's process): ready once it has
+        wait_ready()
+    return pmg
+
+
+class Engine:
+    """Where the routes' work runs: ``LocalEngine`` (the models in this process, one worker thread) or
+    ``pmg.service.ray_serve.RayEngine`` (model replicas on Ray Serve). The app is the same for both."""
+
+    slow_start = True  # ``start`` takes a while: run it in the background while /v1/health says 'loading'
+
+    def start(self) -> None:
+        """Load the models (or wait for them); raises if they cannot be loaded."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        pass
+
+    def models(self) -> dict:
+        raise NotImplementedError
+
+    async def keywords(self, user: UserBehaviours) -> KeywordResult:
+        raise NotImplementedError
+
+    def submit(self, job: Job) -> Job:
+        """Start ``job`` and return at once (``job.done`` is set when it ends); ``QueueFull`` when full."""
+        raise NotImplementedError
+
+    def job(self, job_id: str) -> Job | None:
+        raise NotImplementedError
+
+
+class LocalEngine(Engine):
+    """One model set in this process; one worker thread batches the requests (worker.py)."""
+
+    def __init__(self, load: Callable[[], PMG] | PMG, cfg: ServiceConfig):
+        self.load, self.cfg, self.pmg, self.worker = load, cfg, None, None
+        self.slow_start = not isinstance(load, PMG)
+
+    def start(self) -> None:
+        pmg = load_models(self.load)
+        self.worker = Worker(pmg, max_batch=self.cfg.max_batch, queue_size=self.cfg.queue_size,
+                             batch_window_s=self.cfg.batch_window_s).start()
+        self.pmg = pmg
+
+    def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+    def models(self) -> dict:
+        return models_info(self.pmg)
+
+    async def keywords(self, user: UserBehaviours) -> KeywordResult:
+        return await asyncio.to_thread(self.pmg.keywords, user)
+
+    def submit(self, job: Job) -> Job:
+        return self.worker.submit(job)
+
+    def job(self, job_id: str) -> Job | None:
+        return self.worker.jobs.get(job_id)
+
+
 class _State:
-    """What the routes share: the models (once loaded), the worker, the settings."""
+    """What the routes share: the engine (ready once its models are loaded), the settings."""
 
-    def __init__(self, cfg: ServiceConfig):
-        self.cfg, self.pmg, self.worker, self.error = cfg, None, None, None
+    def __init__(self, cfg: ServiceConfig, engine: Engine):
+        self.cfg, self.engine, self.loaded, self.error = cfg, engine, False, None
 
-    def start(self, load: Callable[[], PMG] | PMG) -> None:
+    def start(self) -> None:
         try:
-            pmg = load() if callable(load) else load
-            wait_ready = getattr(getattr(pmg.extractor, "llm", None), "wait_ready", None)
-            if wait_ready is not None:  # an LLM loading in the background (llama.cpp's process): ready once it has
-                wait_ready()
-            self.worker = Worker(pmg, max_batch=self.cfg.max_batch, queue_size=self.cfg.queue_size,
-                                 batch_window_s=self.cfg.batch_window_s).start()
-            self.pmg = pmg
+            self.engine.start()
+            self.loaded = True
         except Exception as e:  # noqa: BLE001 - reported by /v1/health
             log.exception("model loading failed")
             self.error = f"{type(e).__name__}: {e}"
 
-    def ready(self) -> tuple[PMG, Worker]:
-        if self.pmg is None:
+    def ready(self) -> Engine:
+        if not self.loaded:
             raise HTTPException(status_code=503, detail=self.error or "models are loading; try again shortly")
-        return self.pmg, self.worker
+        return self.engine
 
     def submit(self, job: Job) -> Job:
-        _, worker = self.ready()
         try:
-            return worker.submit(job)
+            return self.ready().submit(job)
         except QueueFull as e:
             raise HTTPException(status_code=429, detail=str(e)) from None
 
@@ -137,7 +213,7 @@ guarded = APIRouter(dependencies=[Depends(auth)])
 @router.get("/v1/health")
 def health(request: Request):
     st = _state(request)
-    if st.pmg is None:
+    if not st.loaded:
         return JSONResponse(status_code=503, content={"status": "failed" if st.error else "loading", "detail": st.error})
     return {"status": "ready"}
 
@@ -146,18 +222,12 @@ def health(request: Request):
 def models(request: Request):
     """The default scenario's models, and under 'scenarios' each scenario's (those not loaded yet are
     listed as their first user will load them)."""
-    pmg, _ = _state(request).ready()
-    soft = pmg.soft if isinstance(pmg.soft, dict) else {"*": pmg.soft} if pmg.soft else {}
-    return {"llm": pmg.extractor.llm.name, "generator": pmg.generator.name, "scorer": pmg.scorer.name,
-            "soft": {k: v.name for k, v in soft.items()}, "default_steps": pmg.generator.default_steps,
-            "default_alpha": pmg.generator.default_alpha, "default_grid": [list(w) for w in pmg.generator.default_grid],
-            "default_noises": getattr(pmg.generator, "default_noises", 1), "scenarios": pmg.scenario_models()}
+    return _state(request).ready().models()
 
 
 @guarded.post("/v1/keywords", response_model=KeywordsOut)
 async def keywords(request: Request, body: UserIn):
-    pmg, _ = _state(request).ready()
-    kw = await asyncio.to_thread(pmg.keywords, to_behaviours(body))
+    kw = await _state(request).ready().keywords(to_behaviours(body))
     return KeywordsOut(preference=kw.preference, target=kw.target, cached=kw.cached, model=kw.model, warnings=kw.warnings)
 
 
@@ -168,8 +238,7 @@ def create_job(request: Request, body: GenerateIn):
 
 @guarded.get("/v1/jobs/{job_id}", response_model=JobOut, responses={404: {"model": ErrorOut}})
 def get_job(request: Request, job_id: str):
-    _, worker = _state(request).ready()
-    job = worker.jobs.get(job_id)
+    job = _state(request).ready().job(job_id)
     if job is None:
         raise HTTPException(status_code=404, detail=f"job_id: no job {job_id[:40]!r}")
     return _job_out(job)
@@ -245,21 +314,22 @@ def _install_error_handlers(app: FastAPI) -> None:
         return await call_next(request)
 
 
-def create_app(load: Callable[[], PMG] | PMG, config: ServiceConfig | None = None) -> FastAPI:
-    """The app. ``load`` builds the models (called once, at start-up, in the background) or is a PMG."""
+def create_app(load: Callable[[], PMG] | PMG | Engine, config: ServiceConfig | None = None) -> FastAPI:
+    """The app. ``load`` builds the models (called once, at start-up, in the background), is a PMG, or is
+    an ``Engine`` that serves them elsewhere (``pmg.service.ray_serve``)."""
     from contextlib import asynccontextmanager
 
-    state = _State(config or ServiceConfig())
+    cfg = config or ServiceConfig()
+    state = _State(cfg, load if isinstance(load, Engine) else LocalEngine(load, cfg))
 
     @asynccontextmanager
     async def lifespan(app):
-        if isinstance(load, PMG):
-            state.start(load)
+        if state.engine.slow_start:
+            threading.Thread(target=state.start, daemon=True).start()
         else:
-            threading.Thread(target=state.start, args=(load,), daemon=True).start()
+            state.start()
         yield
-        if state.worker is not None:
-            state.worker.stop()
+        state.engine.stop()
 
     app = FastAPI(title="PMG", version="1", lifespan=lifespan,
                   description="Personalised multimodal generation (PMG, WWW'24): behaviours in, a personalised image out.",

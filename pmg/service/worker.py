@@ -23,7 +23,7 @@ from pmg.behaviours.schema import UserBehaviours
 from pmg.errors import PMGError
 from pmg.keywords.extract import KeywordResult
 
-__all__ = ["Job", "Worker", "QueueFull", "status_for"]
+__all__ = ["Job", "Worker", "QueueFull", "status_for", "generate_jobs", "keep_job"]
 
 log = logging.getLogger("pmg.service")
 
@@ -90,10 +90,7 @@ class Worker:
                 self.queue.put_nowait(job)
             except queue.Full:
                 raise QueueFull(f"the queue is full ({self.queue.maxsize} requests waiting); try again shortly") from None
-            self.jobs[job.id] = job
-            if len(self.jobs) > self.keep_jobs:  # forget the oldest finished jobs
-                for jid in [j.id for j in sorted(self.jobs.values(), key=lambda j: j.created) if j.done.is_set()][: len(self.jobs) - self.keep_jobs]:
-                    self.jobs.pop(jid, None)
+            keep_job(self.jobs, job, self.keep_jobs)
         return job
 
     def _take_batch(self) -> list[Job]:
@@ -119,33 +116,47 @@ class Worker:
 
     def _generate(self, batch: list[Job]) -> None:
         self.batches.append(len(batch))
+        generate_jobs(self.pmg, batch)
+
+
+def keep_job(jobs: dict[str, Job], job: Job, keep: int) -> None:
+    """Add ``job`` to ``jobs`` (id -> job), forgetting the oldest finished ones beyond ``keep``."""
+    jobs[job.id] = job
+    if len(jobs) > keep:
+        for jid in [j.id for j in sorted(jobs.values(), key=lambda j: j.created) if j.done.is_set()][: len(jobs) - keep]:
+            jobs.pop(jid, None)
+
+
+def generate_jobs(pmg: PMG, batch: list[Job]) -> None:
+    """Generate these jobs together (keywords in one LLM call, one U-Net pass per step) and finish each
+    one. If the batch fails, each job runs alone, so that one bad request fails alone."""
+    for j in batch:
+        j.status = "keywords" if j.keywords is None else "generating"
+
+    def progress(i: int, n: int) -> None:
         for j in batch:
-            j.status = "keywords" if j.keywords is None else "generating"
+            j.status, j.progress = "generating", 0.1 + 0.85 * i / n
 
-        def progress(i: int, n: int) -> None:
+    try:
+        results = pmg.generate_many([j.user for j in batch], [j.config for j in batch],
+                                    keywords=[j.keywords for j in batch], callback=progress)
+    except Exception:  # noqa: BLE001 - one bad request must not fail the others: run them one by one
+        if len(batch) > 1:
             for j in batch:
-                j.status, j.progress = "generating", 0.1 + 0.85 * i / n
-
+                generate_jobs(pmg, [j])
+            return
+        j = batch[0]
         try:
-            results = self.pmg.generate_many([j.user for j in batch], [j.config for j in batch],
-                                             keywords=[j.keywords for j in batch], callback=progress)
-        except Exception:  # noqa: BLE001 - one bad request must not fail the others: run them one by one
-            if len(batch) > 1:
-                for j in batch:
-                    self._generate([j])
-                return
-            j = batch[0]
-            try:
-                results = [self.pmg.generate(j.user, j.config, keywords=j.keywords, callback=progress)]
-            except PMGError as e:
-                j.finish("failed", error=str(e), error_status=status_for(e))
-                return
-            except Exception as e:  # noqa: BLE001 - logged here, never sent to the client
-                log.exception("generation failed for job %s", j.id)
-                j.finish("failed", error=f"internal error ({type(e).__name__}); see the server log", error_status=500)
-                return
-        for j, r in zip(batch, results):
-            j.finish("done", result=r)
+            results = [pmg.generate(j.user, j.config, keywords=j.keywords, callback=progress)]
+        except PMGError as e:
+            j.finish("failed", error=str(e), error_status=status_for(e))
+            return
+        except Exception as e:  # noqa: BLE001 - logged here, never sent to the client
+            log.exception("generation failed for job %s", j.id)
+            j.finish("failed", error=f"internal error ({type(e).__name__}); see the server log", error_status=500)
+            return
+    for j, r in zip(batch, results):
+        j.finish("done", result=r)
 
 
 def _edited(keywords: list[str], where: str) -> list[str]:
