@@ -162,6 +162,8 @@ class Candidate:
     z: float
     image: Image.Image
     noise: int = 0  # which initial noise (0 .. noises - 1; ``GenerationConfig.noises``)
+    p_img: float | None = None  # similarity to the history's pictures (its share of d_p: ``picture_weight``)
+    t_img: float | None = None  # similarity to the target's pictures (its share of d_t)
 
 
 @dataclass
@@ -493,7 +495,8 @@ class PMG:
                                    target=config.target_images, gallery=gallery, embed_text=self.scorer.embed_texts)
         embeds = {role: self.generator.encode_images(images) for role, images in
                   (("target", pics.target), ("history", pics.history)) if images and getattr(self.generator, "takes_images", False)}
-        timings["pictures_s"] = time.perf_counter() - t0
+        if pics:
+            timings["pictures_s"] = time.perf_counter() - t0
         return pics, embeds
 
     def _select(self, user: UserBehaviours, config: GenerationConfig, kw: KeywordResult, out, prep: dict,
@@ -501,17 +504,18 @@ class PMG:
                 e_pics: tuple[torch.Tensor, torch.Tensor] | None = None) -> PMGResult:
         """d_p, d_t of every candidate against the two keyword sets (and, with image prompts, their
         pictures: ``picture_weight``'s share); keep the one maximising z."""
-        from pmg.scoring.select import with_pictures
+        from pmg.scoring.select import mix_pictures, picture_similarity
 
         d_p, d_t = similarity_scores(img, e_p, e_t)
-        if e_pics is not None:
-            d_p, d_t = with_pictures(img, d_p, d_t, e_pics[1], e_pics[0], config.picture_weight)
+        t_img, p_img = (picture_similarity(img, e) for e in (e_pics or (None, None)))
+        d_p, d_t = mix_pictures(d_p, p_img, config.picture_weight), mix_pictures(d_t, t_img, config.picture_weight)
         z = z_scores(d_p, d_t, config.alpha)
         best = select_best(z)
         timings = dict(prep["timings"], scoring_s=score_s)
         cands = [
             Candidate(w_p=wp, w_t=wt, d_p=None if d_p is None else float(d_p[i]), d_t=float(d_t[i]), z=float(z[i]), image=im,
-                      noise=i * config.noises // len(out.weights))
+                      noise=i * config.noises // len(out.weights), p_img=None if p_img is None else float(p_img[i]),
+                      t_img=None if t_img is None else float(t_img[i]))
             for i, ((wp, wt), im) in enumerate(zip(out.weights, out.images))
         ]
         models = {"llm": kw.model, "generator": self.generator.name, "scorer": self.scorer.name}

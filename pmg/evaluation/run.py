@@ -106,7 +106,8 @@ def evaluate_split(pmg: PMG, bench: Path, split: str, config: GenerationConfig, 
             res = pmg.generate(user, cfg, keywords=kw)
             rec = {"user_id": uid, "variant": v.name, **truth[uid], **_image_metrics(lp, res.best_image, history, target),
                    "preference": kw.preference, "target_keywords": kw.target, "best": res.best,
-                   "grid": [{"w_p": c.w_p, "w_t": c.w_t, "d_p": c.d_p, "d_t": c.d_t, "z": c.z} for c in res.candidates],
+                   "grid": [{"w_p": c.w_p, "w_t": c.w_t, "d_p": c.d_p, "d_t": c.d_t, "z": c.z, "p_img": c.p_img, "t_img": c.t_img}
+                            for c in res.candidates],
                    "soft": v.use_soft and pmg.soft_for(scenario) is not None}
             if v.name == "PMG":  # the real target image against the same history: what the ideal answer scores
                 rec["truth_history"] = {k: x for k, x in _image_metrics(lp, target, history, target).items()

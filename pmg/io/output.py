@@ -109,6 +109,7 @@ def manifest_dict(result, files: dict[str, str], extra: dict | None = None) -> d
         "best": result.best,
         "candidates": [
             {"index": i, "w_p": c.w_p, "w_t": c.w_t, "noise": c.noise, "d_p": c.d_p, "d_t": c.d_t, "z": c.z,
+             "p_img": getattr(c, "p_img", None), "t_img": getattr(c, "t_img", None),
              "file": candidate_file(i, c, result.config.noises), "size": list(c.image.size)}
             for i, c in enumerate(result.candidates)
         ],

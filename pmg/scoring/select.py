@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["similarity_scores", "with_pictures", "z_scores", "select_best"]
+__all__ = ["similarity_scores", "picture_similarity", "mix_pictures", "with_pictures", "z_scores", "select_best"]
 
 
 def similarity_scores(image_embeds: torch.Tensor, pref_embed: torch.Tensor | None, target_embed: torch.Tensor):
@@ -19,18 +19,27 @@ def similarity_scores(image_embeds: torch.Tensor, pref_embed: torch.Tensor | Non
     return d_p, d_t
 
 
+def picture_similarity(image_embeds: torch.Tensor, pictures: torch.Tensor | None) -> torch.Tensor | None:
+    """(K,) mean cosine of each candidate to the pictures (unit rows), or None without pictures."""
+    if pictures is None or len(pictures) == 0:
+        return None
+    return (image_embeds @ pictures.T).mean(dim=1)
+
+
+def mix_pictures(d: torch.Tensor | None, sim: torch.Tensor | None, weight: float) -> torch.Tensor | None:
+    """d = (1 - w) d_text + w sim: a side without pictures keeps its text term; without text (no preference
+    keywords) the pictures alone."""
+    if sim is None or weight == 0:
+        return d
+    return sim if d is None else (1 - weight) * d + weight * sim
+
+
 def with_pictures(image_embeds: torch.Tensor, d_p: torch.Tensor | None, d_t: torch.Tensor, history: torch.Tensor | None,
                   target: torch.Tensor | None, weight: float) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """d_p and d_t with the image prompts' pictures: d = (1 - w) d_text + w cos(candidate, pictures), the
-    cosine averaged over the history's pictures (d_p) or the target's (d_t); a side without pictures
-    keeps its text term. Without preference keywords the history's pictures alone give d_p."""
-    def mix(d, pics):
-        if pics is None or len(pics) == 0 or weight == 0:
-            return d
-        sim = (image_embeds @ pics.T).mean(dim=1)
-        return sim if d is None else (1 - weight) * d + weight * sim
-
-    return mix(d_p, history), mix(d_t, target)
+    """d_p and d_t with the image prompts' pictures (``mix_pictures``): the cosine averaged over the history's
+    pictures (d_p) or the target's (d_t)."""
+    return (mix_pictures(d_p, picture_similarity(image_embeds, history), weight),
+            mix_pictures(d_t, picture_similarity(image_embeds, target), weight))
 
 
 def z_scores(d_p: torch.Tensor | None, d_t: torch.Tensor, alpha: float = 0.5, eps: float = 1e-4) -> torch.Tensor:
