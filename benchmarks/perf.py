@@ -72,13 +72,25 @@ def cold_stages(user_path: Path, threads: int, cache: Path) -> tuple[list[tuple[
                                                    generator_revision=pipe.revision, cache_dir=cache))
         t_emb, soft = timed(lambda: embedder.embed(kw))
         rows.append((f"soft embeddings ({adapter.name}: SmolLM2 in torch)", t_soft, t_emb))
+    pictures = {}
+    if pipe.takes_images:  # image prompts: the history's pictures and the gallery's exemplar for the target
+        from pmg.pictures.gallery import Gallery
+        from pmg.pictures.prompts import choose_pictures
+
+        t_gal, gallery = timed(lambda: Gallery.index(models_dir() / "pmg-mini" / "gallery", scorer, cache, progress=False))
+        t_pics, pics = timed(lambda: choose_pictures(user, kw.target, k=3, history=True, target=user.target.item is None,
+                                                     gallery=gallery, embed_text=scorer.embed_texts))
+        t_enc, enc = timed(lambda: {"target_image_embeds": pipe.encode_images(pics.target),
+                                    "preference_image_embeds": pipe.encode_images(pics.history)})
+        pictures = enc
+        rows.append((f"pictures ({len(pics.history)} history, {len(pics.target)} exemplar; gallery indexed)", t_gal, t_pics + t_enc))
     t_grid, out = timed(lambda: pipe(kw.target, kw.preference, weights=pipe.default_grid, soft_embeds=soft,
                                      num_inference_steps=pipe.default_steps, generator=torch.Generator().manual_seed(0),
-                                     noises=getattr(pipe, "default_noises", 1)))
+                                     noises=getattr(pipe, "default_noises", 1), **pictures))
     rows.append((f"generation ({len(out.images)} candidates, {pipe.default_steps} steps)", t_gen, t_grid))
     t_score, _ = timed(lambda: (scorer.embed_images(out.images), scorer.embed_texts([", ".join(kw.target), ", ".join(kw.preference)])))
     rows.append(("scoring (mini-CLIP)", t_scorer, t_score))
-    return rows, {"kw": kw, "pipe": pipe, "soft": soft, "scorer": scorer, "ext": ext, "user": user}
+    return rows, {"kw": kw, "pipe": pipe, "soft": soft, "scorer": scorer, "ext": ext, "user": user, "pictures": pictures}
 
 
 def cli_cold(user_path: Path, threads: int) -> float:
@@ -101,11 +113,12 @@ def compare(ctx: dict, threads: int, repeats: int) -> list[tuple[str, float]]:
     rows = [("keywords, cached", timed(lambda: ext(user), repeats)[0])]
     noises = getattr(pipe, "default_noises", 1)
     grid = lambda: pipe(kw.target, kw.preference, weights=pipe.default_grid, soft_embeds=soft,  # noqa: E731
-                        num_inference_steps=pipe.default_steps, generator=torch.Generator().manual_seed(0), noises=noises)
+                        num_inference_steps=pipe.default_steps, generator=torch.Generator().manual_seed(0), noises=noises,
+                        **ctx["pictures"])
     one_by_one = lambda: [pipe(kw.target, kw.preference, weights=[w], soft_embeds=soft,  # noqa: E731
                                num_inference_steps=pipe.default_steps, generator=torch.Generator().manual_seed(n))
                           for n in range(noises) for w in pipe.default_grid]
-    rows.append(("generation, batched (warm)", timed(grid, repeats)[0]))
+    rows.append((f"generation, batched (warm){', with pictures' if ctx['pictures'] else ''}", timed(grid, repeats)[0]))
     rows.append(("generation, one candidate at a time (warm)", timed(one_by_one, repeats)[0]))
     import importlib.util
 

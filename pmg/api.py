@@ -270,7 +270,7 @@ class PMG:
         from pmg.pictures.gallery import gallery_folder
 
         pipe = load_generator(generator, scheduler=scheduler)
-        folder = gallery_folder(gallery, generator)
+        folder = gallery_folder(gallery, generator) if getattr(pipe, "takes_images", False) else None
         lazy_gallery = Lazy(functools.partial(_index_gallery, folder, scorer, model_cache_dir)) if folder else None
         soft_obj = None
         if soft is not None and soft != "none":
@@ -482,11 +482,12 @@ class PMG:
         return {"grid": grid, "timings": timings, "warnings": warnings, "adapter": adapter, "pictures": pics}
 
     def _pictures(self, user: UserBehaviours, config: GenerationConfig, kw: KeywordResult, timings: dict):
-        """The user's pictures (``pmg.pictures.prompts``): the selection scores against them, and a generator
-        that takes pictures gets them as image prompts (their embeddings, returned here)."""
+        """The user's pictures (``pmg.pictures.prompts``), for a generator that takes them: its image prompts
+        (their embeddings, returned here), and the selection scores against them. A generator without image
+        prompts keeps the paper's text-only selection."""
         from pmg.pictures.prompts import PicturePrompts, choose_pictures
 
-        if not (config.history_images or config.target_images):
+        if not getattr(self.generator, "takes_images", False) or not (config.history_images or config.target_images):
             return PicturePrompts(), {}
         t0 = time.perf_counter()
         gallery = self.gallery if config.target_images and user.target.item is None else None
@@ -494,7 +495,7 @@ class PMG:
             pics = choose_pictures(user, kw.target, k=config.image_k, history=config.history_images,
                                    target=config.target_images, gallery=gallery, embed_text=self.scorer.embed_texts)
         embeds = {role: self.generator.encode_images(images) for role, images in
-                  (("target", pics.target), ("history", pics.history)) if images and getattr(self.generator, "takes_images", False)}
+                  (("target", pics.target), ("history", pics.history)) if images}
         if pics:
             timings["pictures_s"] = time.perf_counter() - t0
         return pics, embeds

@@ -113,7 +113,8 @@ def test_gallery_indexes_captions_skips_junk_and_caches(tmp_path):
 
     folder, cache = _gallery_folder(tmp_path), tmp_path / "cache"
     sc = CountingScorer()
-    g = Gallery.index(folder, sc, cache, progress=False)
+    with pytest.warns(UserWarning, match=r"1 file\(s\) skipped, no readable picture: junk.png"):
+        g = Gallery.index(folder, sc, cache, progress=False)
     assert [f.name for f in g.files] == ["blue.png", "grey.png", "red_apple.png"]
     assert g.captions == ["blue whale", "a grey stone", "red apple"]
     assert g.skipped == ["junk.png"]
@@ -123,12 +124,14 @@ def test_gallery_indexes_captions_skips_junk_and_caches(tmp_path):
     assert g.files[g.search(sc.embed_texts(["blue"])[0], 1)[0]].name == "blue.png"
 
     again = CountingScorer()
-    g2 = Gallery.index(folder, again, cache, progress=False)  # read back from the cache
+    with pytest.warns(UserWarning):
+        g2 = Gallery.index(folder, again, cache, progress=False)  # read back from the cache
     assert (again.images, again.texts) == (0, 0)
     assert torch.equal(g2.image_embeds, g.image_embeds)
     (folder / "grey.png").write_bytes(_png((10, 10, 240)))  # a changed file is embedded again
     third = CountingScorer()
-    Gallery.index(folder, third, cache, progress=False)
+    with pytest.warns(UserWarning):
+        Gallery.index(folder, third, cache, progress=False)
     assert (third.images, third.texts) == (1, 1)
 
 
@@ -185,7 +188,8 @@ def test_target_picture_own_or_gallery_exemplar(tmp_path):
     own = choose_pictures(_user([], target=shirt, scenario="clothing"), ["shirt"], k=3, history=True, target=True)
     assert [r["source"] for r in own.records] == ["target.item"]
     sc = ColourScorer()
-    g = Gallery.index(_gallery_folder(tmp_path), sc, None, progress=False)
+    with pytest.warns(UserWarning):
+        g = Gallery.index(_gallery_folder(tmp_path), sc, None, progress=False)
     ex = choose_pictures(_user([]), ["red", "happy"], k=3, history=True, target=True, gallery=g, embed_text=sc.embed_texts)
     assert ex.records[0]["source"] == "gallery:red_apple.png" and ex.records[0]["caption"] == "red apple"
 

@@ -137,6 +137,11 @@ class Gallery:
         cache.save()
         if not files:
             raise InputError(f"gallery {folder}: no readable pictures ({len(skipped)} skipped)")
+        if skipped:
+            import warnings
+
+            warnings.warn(f"gallery {folder}: {len(skipped)} file(s) skipped, no readable picture: "
+                          f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}", stacklevel=2)
         e_img, e_txt = zip(*(cache.get((h, c)) for h, c in zip(hashes, caps)))
         return cls(folder, files, caps, hashes, torch.stack(e_img), torch.stack(e_txt), skipped)
 
