@@ -491,10 +491,15 @@ def cmd_eval(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    import uvicorn
-
     from pmg.limits import MAX_PORT, MAX_QUEUE, MAX_SERVE_BATCH, MAX_TIMEOUT_S, check_integer, check_number
-    from pmg.service import ServiceConfig, create_app
+
+    try:
+        import uvicorn
+
+        from pmg.service import ServiceConfig, create_app
+    except ImportError as e:  # a plain `pip install .` has no web stack
+        raise ConfigError(f"pmg serve needs the 'serve' extra ({e.name} is not installed): pip install '.[serve]' "
+                          "(or '.[ray]' for --engine ray)") from None
 
     _check_common(args)
     check_integer(args.port, "--port", 0, MAX_PORT)

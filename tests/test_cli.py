@@ -146,3 +146,15 @@ def test_bundled_example_users_by_name(tiny_models, tmp_path, capsys, monkeypatc
 def test_a_bad_negative_prompt_names_its_option(tiny_models, tmp_path, capsys):
     assert main(_args(tiny_models, _user(tmp_path), "--out", str(tmp_path / "o"), "--negative-prompt", "x" * 100_000)) == 2
     assert "--negative-prompt: a text of at most" in capsys.readouterr().err
+
+
+def test_serve_without_the_web_stack_names_the_extra(monkeypatch, capsys):
+    """After a plain `pip install .` (no fastapi/uvicorn), `pmg serve` says which extra to install."""
+    import sys
+
+    from pmg.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # importing it raises ImportError
+    assert main(["serve", "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install '.[serve]'" in err and "uvicorn" in err
