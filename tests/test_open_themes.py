@@ -310,3 +310,39 @@ def test_emoji_generator_trains_from_a_pool_holds_themes_out_and_resumes_compact
     assert torch.equal(stored["conv_in.weight"], ck["ema"]["conv_in.weight"].half())
     exported = UNet2DConditionModel.from_pretrained(tmp_path / "c/export", subfolder="unet")
     assert list(exported.config.block_out_channels) == [32, 32, 32]
+
+
+def test_emoji_generator_trains_with_image_prompts(tmp_path):
+    """``--image-prompts``: each pooled row's pictures chosen once (the target's exemplar never the picture
+    to learn; the user's history pictures in their style), a projection trained with the U-Net and exported
+    where the model folder reads it."""
+    from pathlib import Path
+
+    from pmg.generation.image_prompts import load_image_projection
+    from training.pmg_mini.train_generator import TrainConfig, load_data, train
+
+    rows = _tiny_art(tmp_path / "art")
+    for r in rows[:9]:  # a scorer-only (gallery) set for the faces
+        rows.append(dict(r, style="fluent", split="scorer"))
+    (tmp_path / "art/meta.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    np.save(tmp_path / "art/images.npy", np.random.default_rng(0).integers(0, 255, (len(rows), 8, 8, 3), dtype=np.uint8))
+    unet_cfg = json.loads((Path(__file__).parents[1] / "training/pmg_mini/configs/unet.json").read_text())
+    unet_cfg.update(block_out_channels=[32, 32, 32], norm_num_groups=8, attention_head_dim=4)
+    (tmp_path / "unet.json").write_text(json.dumps(unet_cfg))
+    scorer = Path(__file__).parents[1] / "models/pmg-mini/scorer"
+    train(TrainConfig(run=str(tmp_path / "a"), steps=2, data=str(tmp_path / "art"), unet_config=str(tmp_path / "unet.json"),
+                      batch_size=4, warmup=2, ckpt_every=2, export_every=2, log_every=1, threads=1, pool_batches=3,
+                      image_prompts=True, scorer=str(scorer), image_tokens=2))
+    slots = np.load(tmp_path / "a/pool/slots.npy")
+    pooled = np.load(tmp_path / "a/pool/rows.npy")
+    assert slots.shape == (3, 4, 4)
+    _, metas = load_data(str(tmp_path / "art"), 8)
+    key = {i: (r["hexcode"], r["style"]) for i, r in enumerate(rows)}
+    for k in range(3):
+        for b in range(4):
+            if slots[k, b, 0] >= 0:  # the exemplar is never the picture to learn
+                assert key[int(slots[k, b, 0])] != (metas[pooled[k, b]]["hexcode"], metas[pooled[k, b]]["style"])
+    assert (slots[:, :, 0] >= 0).any()
+    cfg, proj = load_image_projection(tmp_path / "a/export")
+    assert (cfg.num_tokens, cfg.image_embed_dim, cfg.cross_attention_dim) == (2, 256, 384)
+    assert "proj" in torch.load(tmp_path / "a/ckpt.pt", weights_only=False)

@@ -428,6 +428,11 @@ def train(cfg: TrainConfig) -> None:
         ema.load_state_dict(ema_sd)
         rng, gen = random.Random(cfg.seed + step), torch.Generator().manual_seed(cfg.seed + step)
         rewarm_from = step  # Adam's moments start afresh: warm the learning rate up again
+        if proj is not None and (Path(cfg.resume_compact).parent / "image_proj").is_dir():  # its projection too
+            from pmg.generation.image_prompts import load_image_projection
+
+            proj.load_state_dict(load_image_projection(Path(cfg.resume_compact).parent)[1].state_dict())
+            proj_ema.load_state_dict(proj.state_dict())
         print(f"resumed the weights and EMA of {cfg.resume_compact} at step {step} (a fresh optimiser)")
     (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     n_params = sum(p.numel() for p in unet.parameters())
