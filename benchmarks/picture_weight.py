@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -37,19 +36,18 @@ def text_terms(c: dict, weight: float) -> tuple[float | None, float]:
 
 
 def choose(grid: list[dict], recorded_weight: float, weight: float, alpha: float) -> int:
-    """The candidate z selects at picture weight ``weight`` and a ``alpha`` (``pmg.scoring.select``)."""
-    def log(x):
-        return math.log(max(x, 1e-4))
+    """The candidate PMG's selection keeps at picture weight ``weight`` and a ``alpha`` (``pmg.scoring.select``)."""
+    import torch
 
-    zs = []
-    for c in grid:
-        d_p, d_t = text_terms(c, recorded_weight)
-        p, t = c.get("p_img"), c.get("t_img")
-        d_p = d_p if p is None or weight == 0 else (p if d_p is None else (1 - weight) * d_p + weight * p)
-        d_t = d_t if t is None or weight == 0 else (t if d_t is None else (1 - weight) * d_t + weight * t)
-        d_t = d_t if d_t is not None else 1e-4
-        zs.append(log(d_t) if d_p is None else alpha * log(d_p) + (1 - alpha) * log(d_t))
-    return int(np.argmax(zs))
+    from pmg.scoring.select import mix_pictures, select_best, z_scores
+
+    def column(values):
+        return None if any(v is None for v in values) else torch.tensor(values, dtype=torch.float64)
+
+    text = [text_terms(c, recorded_weight) for c in grid]
+    d_p = mix_pictures(column([p for p, _ in text]), column([c.get("p_img") for c in grid]), weight)
+    d_t = mix_pictures(column([t for _, t in text]), column([c.get("t_img") for c in grid]), weight)
+    return select_best(z_scores(d_p, d_t if d_t is not None else torch.full((len(grid),), 1e-4), alpha))
 
 
 def main() -> None:

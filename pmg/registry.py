@@ -7,7 +7,6 @@ shipped pmg-mini weights.
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 from pmg.errors import ModelLoadError

@@ -17,7 +17,6 @@ import pytest
 from helpers import free_port, tiny_pmg_by_scenario
 from test_service import _pixels, body
 
-from pmg.api import GenerationConfig
 from pmg.cli import main
 from pmg.service.schemas import GenerateIn, to_behaviours
 
